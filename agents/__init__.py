@@ -1,0 +1,1 @@
+"""metarl's learners (installed as ``metarl.agents``)."""

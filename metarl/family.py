@@ -1,0 +1,307 @@
+"""Task families: a parameter space, fixed seeded splits, and the environments that run tasks.
+
+The env contract every family honours:
+
+* ``env.unwrapped.set_task(task)`` validates the task and applies it; ``env.unwrapped.task`` is the
+  current task (``None`` before one is set);
+* ``env.reset(options={"task": task})`` sets the task and resets in one call;
+* ``info["task_id"]`` is present after every ``reset`` and ``step``;
+* resetting or stepping before a task is set raises :class:`TaskNotSetError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import OrderEnforcing, TimeLimit
+
+from metarl.task import Param, ParameterSpace, Task
+
+if TYPE_CHECKING:
+    from metarl.vector import BatchedTaskVectorEnv
+
+__all__ = ["SPLITS", "TaskEnv", "TaskFamily", "TaskNotSetError", "TaskWrapper"]
+
+#: The names of the fixed splits, in the order they are drawn.
+SPLITS: tuple[str, ...] = ("test", "validation", "train")
+
+
+class TaskNotSetError(RuntimeError):
+    """An env was reset or stepped before a task was set."""
+
+
+class TaskFamily:
+    """A distribution over tasks, with fixed seeded splits and an env factory.
+
+    Subclasses set the class attributes below and implement :meth:`_make_base_env` (and, when
+    they can, :meth:`make_batched_env`). Families whose parameter space depends on constructor
+    arguments (the number of bandit arms, say) build ``self.parameters`` in ``__init__``.
+
+    Args:
+        split_sizes: sizes of the ``train``, ``validation`` and ``test`` splits; missing keys keep
+            the family's defaults.
+        split_seed: the seed the splits are drawn from. Splits are identical on every machine for
+            the same family version, seed and sizes; a split's first ``n`` tasks do not depend on
+            the other splits' sizes or on its own size.
+        max_episode_steps: the horizon; ``None`` keeps the family's default.
+    """
+
+    #: Family name without version, e.g. ``"Navigation2D"``.
+    name: ClassVar[str]
+    #: Bumped whenever tasks, splits or dynamics change meaning.
+    version: ClassVar[int] = 0
+    #: What varies between tasks: ``"goal"``, ``"reward"``, ``"dynamics"`` or combinations.
+    varies: ClassVar[str] = ""
+    #: One sentence describing the family.
+    description: ClassVar[str] = ""
+    #: Default horizon (``TimeLimit``).
+    default_max_episode_steps: ClassVar[int] = 100
+    default_split_sizes: ClassVar[Mapping[str, int]] = {"train": 100, "validation": 20, "test": 40}
+    #: ``False`` for families with a handful of tasks (two running directions) where every split
+    #: necessarily holds the same tasks.
+    disjoint_splits: ClassVar[bool] = True
+    #: ``True`` when ``info["success"]`` is defined (Meta-World).
+    has_success: ClassVar[bool] = False
+    #: The parameters; a class attribute, or an instance attribute set in ``__init__``.
+    parameters: Sequence[Param] = ()
+
+    def __init__(
+        self,
+        *,
+        split_sizes: Mapping[str, int] | None = None,
+        split_seed: int = 0,
+        max_episode_steps: int | None = None,
+    ) -> None:
+        sizes = dict(self.default_split_sizes)
+        for key, value in dict(split_sizes or {}).items():
+            if key not in SPLITS:
+                raise ValueError(f"unknown split {key!r} in split_sizes; splits are {list(SPLITS)}")
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"split size for {key!r} must be a non-negative int, got {value!r}")
+            sizes[key] = int(value)
+        if not isinstance(split_seed, (int, np.integer)) or isinstance(split_seed, bool) or split_seed < 0:
+            raise ValueError(f"split_seed must be a non-negative int, got {split_seed!r}")
+        horizon = self.default_max_episode_steps if max_episode_steps is None else max_episode_steps
+        if not isinstance(horizon, (int, np.integer)) or isinstance(horizon, bool) or horizon < 1:
+            raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
+        self.split_sizes: dict[str, int] = sizes
+        self.split_seed = int(split_seed)
+        self.max_episode_steps = int(horizon)
+        self._splits: dict[str, tuple[Task, ...]] = {}
+
+    # ----------------------------------------------------------------------------- identity
+    @property
+    def id(self) -> str:
+        """The registry id, ``"<name>-v<version>"``."""
+        return f"{self.name}-v{self.version}"
+
+    @property
+    def param_space(self) -> ParameterSpace:
+        params = self.parameters
+        return params if isinstance(params, ParameterSpace) else ParameterSpace(tuple(params))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, splits={self.split_sizes})"
+
+    # ----------------------------------------------------------------------------- tasks
+    def task(self, **params: Any) -> Task:
+        """Build and validate a task from keyword parameters."""
+        return self.validate(Task.create(self.name, self.version, params))
+
+    def validate(self, task: Task) -> Task:
+        """Return ``task`` if it belongs to this family and its parameters are allowed.
+
+        Raises:
+            TypeError: ``task`` is not a :class:`Task`.
+            ValueError: wrong family or version, or a missing, unknown or out-of-range parameter.
+        """
+        if not isinstance(task, Task):
+            raise TypeError(f"expected a metarl.Task, got {type(task).__name__}: {task!r}")
+        if task.family != self.name or task.version != self.version:
+            raise ValueError(f"task {task.task_id} belongs to {task.family_id}, not to {self.id}")
+        self.param_space.validate(dict(task.params))
+        self._validate_params(task)
+        return task
+
+    def _validate_params(self, task: Task) -> None:
+        """Family-specific checks beyond bounds and shapes; raise ``ValueError``."""
+
+    def sample(self, n: int, rng: np.random.Generator) -> list[Task]:
+        """Draw ``n`` tasks from the family's distribution using only ``rng``."""
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(
+                f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {rng!r}"
+            )
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"n must be a non-negative int, got {n!r}")
+        return [self._sample_task(rng) for _ in range(int(n))]
+
+    def _sample_task(self, rng: np.random.Generator) -> Task:
+        return Task.create(self.name, self.version, self.param_space.sample(rng))
+
+    # ----------------------------------------------------------------------------- splits
+    def split(self, name: str) -> tuple[Task, ...]:
+        """The fixed tasks of split ``name`` (``"train"``, ``"validation"`` or ``"test"``)."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; splits are {list(SPLITS)}")
+        if not self._splits:
+            self._splits = self._build_splits()
+        return self._splits[name]
+
+    @property
+    def train(self) -> tuple[Task, ...]:
+        return self.split("train")
+
+    @property
+    def validation(self) -> tuple[Task, ...]:
+        return self.split("validation")
+
+    @property
+    def test(self) -> tuple[Task, ...]:
+        return self.split("test")
+
+    def _split_rng(self, split: str) -> np.random.Generator:
+        key = int.from_bytes(hashlib.sha256(f"{self.id}/{split}".encode()).digest()[:8], "little")
+        return np.random.default_rng(np.random.SeedSequence(self.split_seed, spawn_key=(key,)))
+
+    def _build_splits(self) -> dict[str, tuple[Task, ...]]:
+        """Draw the splits: test first, then validation, then train, each from its own stream.
+
+        With ``disjoint_splits`` a task already in an earlier split is redrawn, so the held-out
+        test tasks never change when the training split grows.
+        """
+        taken: set[str] = set()
+        splits: dict[str, tuple[Task, ...]] = {}
+        for split in SPLITS:
+            rng = self._split_rng(split)
+            tasks: list[Task] = []
+            attempts = 0
+            while len(tasks) < self.split_sizes[split]:
+                task = self._sample_task(rng)
+                attempts += 1
+                if self.disjoint_splits and task.task_id in taken:
+                    if attempts > 100 * (self.split_sizes[split] + 10):
+                        raise ValueError(
+                            f"{self.id}: cannot draw {self.split_sizes[split]} {split} tasks "
+                            f"disjoint from the other splits; the task space is too small"
+                        )
+                    continue
+                taken.add(task.task_id)
+                tasks.append(task)
+            splits[split] = tuple(tasks)
+        return splits
+
+    # ----------------------------------------------------------------------------- envs
+    def _make_base_env(self) -> gym.Env:
+        """Return a fresh unwrapped env (a :class:`TaskEnv`) with no task set."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _make_base_env()")
+
+    def make_env(self, task: Task | None = None) -> gym.Env:
+        """A Gymnasium env for this family: the base env, ``TimeLimit`` and :class:`TaskWrapper`.
+
+        If ``task`` is given it is set now; otherwise pass it with ``set_task`` or
+        ``reset(options={"task": task})`` before the first step.
+        """
+        base = self._make_base_env()
+        if not isinstance(base, TaskEnv):
+            raise TypeError(f"{type(self).__name__}._make_base_env() must return a metarl.TaskEnv")
+        env = TaskWrapper(TimeLimit(OrderEnforcing(base), max_episode_steps=self.max_episode_steps))
+        if task is not None:
+            base.set_task(task)
+        return env
+
+    def make_batched_env(
+        self, tasks: Sequence[Task], envs_per_task: int = 1
+    ) -> BatchedTaskVectorEnv | None:
+        """A native batched vector env running ``tasks`` (``envs_per_task`` each), or ``None``.
+
+        Families that return one must match :meth:`make_env` step for step; the contract tests
+        check it.
+        """
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary: id, what varies, parameters, split sizes, horizon."""
+        return {
+            "id": self.id,
+            "varies": self.varies,
+            "parameters": self.param_space.describe(),
+            "split_sizes": dict(self.split_sizes),
+            "max_episode_steps": self.max_episode_steps,
+            "description": self.description,
+            "batched": type(self).make_batched_env is not TaskFamily.make_batched_env,
+        }
+
+
+class TaskEnv:
+    """Mixin for the unwrapped env of a family: holds the current task.
+
+    Put it first among the bases (``class MyEnv(TaskEnv, gym.Env)``), give the env a
+    ``task_family`` attribute and implement :meth:`_apply_task`.
+    """
+
+    task_family: TaskFamily
+    _task: Task | None = None
+
+    @property
+    def task(self) -> Task | None:
+        """The current task, or ``None`` before one is set."""
+        return self._task
+
+    def set_task(self, task: Task) -> None:
+        """Validate ``task`` against the family and apply it (takes effect immediately)."""
+        task = self.task_family.validate(task)
+        self._apply_task(task)
+        self._task = task
+
+    def _apply_task(self, task: Task) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _apply_task(task)")
+
+
+class TaskWrapper(gym.Wrapper):
+    """The outermost wrapper of every family env: task handling, ``info["task_id"]``, input checks."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        if not isinstance(env.unwrapped, TaskEnv):
+            raise TypeError("TaskWrapper wraps envs whose unwrapped env is a metarl.TaskEnv")
+        self._task_env: TaskEnv = env.unwrapped
+        space = env.action_space
+        self._box_shape = space.shape if isinstance(space, gym.spaces.Box) else None
+
+    def _require_task(self, what: str) -> Task:
+        task = self._task_env.task
+        if task is None:
+            raise TaskNotSetError(
+                f"{what} before a task was set: call env.unwrapped.set_task(task) or "
+                f"env.reset(options={{'task': task}}) first (tasks come from family.train, "
+                f"family.test or family.sample)"
+            )
+        return task
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        if options and "task" in options:
+            options = dict(options)
+            self._task_env.set_task(options.pop("task"))
+        task = self._require_task("reset()")
+        obs, info = self.env.reset(seed=seed, options=options or None)
+        info["task_id"] = task.task_id
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        task = self._require_task("step()")
+        if self._box_shape is not None:
+            arr = np.asarray(action)
+            if arr.shape != self._box_shape:
+                raise ValueError(f"action has shape {arr.shape}, expected {self._box_shape}")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"action must be finite, got {arr}")
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["task_id"] = task.task_id
+        return obs, reward, terminated, truncated, info
