@@ -5,6 +5,7 @@ The data flow: a :class:`TaskFamily` -> its fixed :class:`Task` splits -> a mult
 held-out tasks (:func:`evaluate`) -> an :class:`EvalResult` report.
 """
 
+from metarl.evaluation import Adaptation, EvalResult, MetaLearner, bootstrap_ci, evaluate
 from metarl.family import SPLITS, TaskEnv, TaskFamily, TaskNotSetError, TaskWrapper
 from metarl.registry import FamilySpec, family_spec, list_families, make_family, register_family
 from metarl.rollout import EpisodeBatch, Policy, StatefulPolicy, collect
@@ -15,6 +16,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SPLITS",
+    "Adaptation",
+    "EvalResult",
+    "MetaLearner",
+    "bootstrap_ci",
+    "evaluate",
     "BatchedTaskVectorEnv",
     "Choice",
     "Dirichlet",

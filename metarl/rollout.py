@@ -79,7 +79,7 @@ class EpisodeBatch:
     @property
     def returns(self) -> np.ndarray:
         """Undiscounted return of each episode, ``(E,)``."""
-        return self.rewards.sum(axis=1)
+        return self.rewards.sum(axis=-1)
 
     @property
     def env_steps(self) -> int:
