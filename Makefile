@@ -1,0 +1,46 @@
+# metarl: two commands from a fresh clone.
+#   make demo   train a meta-learner on a small family and meta-test it on held-out tasks
+#   make test   the test suite
+# Both create .venv and install everything on first use (idempotent; skipped when up to date).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export MPLBACKEND := Agg
+
+.PHONY: install demo test bench lint format clean
+
+install: $(STAMP)
+
+# torch is installed first and pinned (constraints.txt): an unpinned torch pulls several GB of CUDA.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt "torch==2.13.0"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,metaworld]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+# pytest exits 5 when it collects no tests; that is a failure of the suite, reported as such.
+test: $(STAMP)
+	$(PY) -m pytest -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+bench: $(STAMP)
+	$(PY) scripts/bench_core.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check metarl envs agents scripts tests
+	$(VENV)/bin/ruff format --check metarl envs agents scripts tests
+	$(VENV)/bin/mypy metarl agents
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format metarl envs agents scripts tests
+	$(VENV)/bin/ruff check --fix metarl envs agents scripts tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

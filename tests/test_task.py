@@ -1,0 +1,109 @@
+"""Task and ParameterSpace: immutability, hashing, JSON, stable ids, sampling and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import metarl
+from metarl import Choice, Dirichlet, LogUniform, Normal, Param, ParameterSpace, Task, Uniform
+
+
+def test_task_is_frozen_hashable_and_round_trips() -> None:
+    task = Task.create("Toy", 0, {"goal": np.array([0.25, -0.125]), "k": 3})
+    assert task.params == (("goal", (0.25, -0.125)), ("k", 3))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.family = "Other"  # type: ignore[misc]
+    assert {task: 1}[Task.create("Toy", 0, {"k": 3, "goal": [0.25, -0.125]})] == 1
+    back = Task.from_json(task.to_json())
+    assert back == task and back.task_id == task.task_id
+    assert isinstance(back["k"], int) and back.array("goal").dtype == np.float64
+    assert task.family_id == "Toy-v0" and task.task_id.startswith("Toy-v0/")
+
+
+def test_task_id_is_stable_across_machines() -> None:
+    # sha256 of the canonical JSON of (family, version, params): a golden value.
+    task = Task.create("Navigation2D", 0, {"goal": [0.1, -0.2]})
+    assert task.task_id == "Navigation2D-v0/" + task._make_id().split("/")[1]
+    payload = json.dumps(["Navigation2D", 0, [["goal", [0.1, -0.2]]]], separators=(",", ":"))
+    import hashlib
+
+    assert task.task_id.split("/")[1] == hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def test_navigation_splits_are_golden() -> None:
+    """The held-out tasks are identical on every machine for a given family version and seed."""
+    fam = metarl.make_family("Navigation2D-v0")
+    assert len(fam.test) == 40 and len(fam.train) == 100 and len(fam.validation) == 20
+    goal = fam.test[0].array("goal")
+    np.testing.assert_allclose(goal, [-0.20152513, 0.49741627], atol=1e-8)
+    assert fam.test[0].task_id == "Navigation2D-v0/414cfa87650b"
+
+
+def test_tampered_task_id_is_detected() -> None:
+    task = Task.create("Toy", 0, {"x": 1.0})
+    data = task.to_dict()
+    data["params"]["x"] = 2.0
+    with pytest.raises(ValueError, match="does not match"):
+        Task.from_dict(data)
+    with pytest.raises(ValueError, match="needs the keys"):
+        Task.from_dict({"family": "Toy"})
+    with pytest.raises(TypeError, match="numbers"):
+        Task.create("Toy", 0, {"x": "fast"})
+
+
+def test_parameter_space_samples_from_the_generator_only() -> None:
+    space = ParameterSpace(
+        [
+            Param("u", Uniform(-1, 1), shape=(2,), low=-1, high=1),
+            Param("c", Choice((-1.0, 1.0))),
+            Param("n", Normal(1, 1)),
+            Param("m", LogUniform(1.5, -3, 3), shape=(3,), low=1.5**-3, high=1.5**3),
+            Param("p", Dirichlet(1.0), shape=(2, 4), low=0, high=1, simplex=True),
+        ]
+    )
+    a = space.sample(np.random.default_rng(4))
+    b = space.sample(np.random.default_rng(4))
+    for name in space.names:
+        np.testing.assert_array_equal(a[name], b[name])
+    space.validate(a)
+    np.testing.assert_allclose(a["p"].sum(axis=-1), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"u": [0.0, 0.0]}, r"missing task parameter\(s\) \['c'\]"),
+        ({"u": [0.0, 0.0], "c": 1.0, "zz": 1}, r"unknown task parameter\(s\) \['zz'\]"),
+        ({"u": [0.0, 1.5], "c": 1.0}, r"'u' = 1.5 is out of range; allowed range is \[-1, 1\]"),
+        ({"u": [0.0], "c": 1.0}, r"'u' has shape \(1,\), expected \(2,\)"),
+        ({"u": [0.0, float("nan")], "c": 1.0}, "'u' must be finite"),
+        ({"u": [0.0, 0.0], "c": 0.5}, "'c' = 0.5 is not one of the allowed values"),
+    ],
+)
+def test_validation_names_the_parameter_and_the_range(params: dict, match: str) -> None:
+    space = ParameterSpace([Param("u", Uniform(-1, 1), shape=(2,), low=-1, high=1), Param("c", Choice((-1.0, 1.0)))])
+    with pytest.raises(ValueError, match=match):
+        space.validate(params)
+
+
+def test_family_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        metarl.make_family("Navigation2D-v0", split_sizes={"dev": 3})
+    with pytest.raises(ValueError, match="non-negative int, got -1"):
+        metarl.make_family("Navigation2D-v0", split_sizes={"test": -1})
+    with pytest.raises(ValueError, match="max_episode_steps must be a positive int"):
+        metarl.make_family("Navigation2D-v0", max_episode_steps=0)
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        metarl.make_family("Navigation2D-v0").sample(3, 0)  # type: ignore[arg-type]
+
+
+def test_split_prefix_property_and_seed() -> None:
+    small = metarl.make_family("Navigation2D-v0", split_sizes={"test": 5})
+    big = metarl.make_family("Navigation2D-v0", split_sizes={"test": 50})
+    assert big.test[:5] == small.test
+    other = metarl.make_family("Navigation2D-v0", split_seed=1)
+    assert other.test[0] != big.test[0]
