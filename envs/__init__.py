@@ -7,3 +7,12 @@ MuJoCo) is imported until the family is made.
 from metarl.registry import register_family
 
 register_family("Navigation2D-v0", "metarl.envs.navigation:Navigation2DFamily")
+
+# MuJoCo locomotion families with task-dependent rewards (metarl.envs.mujoco).
+register_family("HalfCheetahVel-v0", "metarl.envs.mujoco:HalfCheetahVelFamily")
+register_family("HalfCheetahDir-v0", "metarl.envs.mujoco:HalfCheetahDirFamily")
+register_family("AntVel-v0", "metarl.envs.mujoco:AntVelFamily")
+register_family("AntDir-v0", "metarl.envs.mujoco:AntDirFamily")
+register_family("AntDir2D-v0", "metarl.envs.mujoco:AntDir2DFamily")
+register_family("AntGoal-v0", "metarl.envs.mujoco:AntGoalFamily")
+register_family("HumanoidDir-v0", "metarl.envs.mujoco:HumanoidDirFamily")

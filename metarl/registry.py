@@ -131,11 +131,14 @@ def make_family(id: str, **overrides: Any) -> TaskFamily:
     """Instantiate a registered family with its defaults updated by ``overrides``."""
     spec = family_spec(id)
     cls = _load_class(spec.entry_point)
-    if (cls.name, cls.version) != (spec.name, spec.version):
+    # Checked on the instance: one class may serve several ids whose name comes from its keyword
+    # arguments (``ML1-<task>-v0``, ``<Env>RandParams-v0``).
+    family = cls(**{**spec.defaults, **overrides})
+    if (family.name, family.version) != (spec.name, spec.version):
         raise ValueError(
-            f"{spec.entry_point} declares {cls.name}-v{cls.version}, but is registered as {id!r}"
+            f"{spec.entry_point} declares {family.name}-v{family.version}, but is registered as {id!r}"
         )
-    return cls(**{**spec.defaults, **overrides})
+    return family
 
 
 def list_families() -> list[str]:
