@@ -44,7 +44,9 @@ class _RandomPolicy:
 
 class _RandomAdaptation:
     def __init__(self, vec_env: VecEnv, seed: int) -> None:
-        self._policy = _RandomPolicy(vec_env.single_action_space, vec_env.num_envs, np.random.default_rng(seed))
+        self._policy = _RandomPolicy(
+            vec_env.single_action_space, vec_env.num_envs, np.random.default_rng(seed)
+        )
 
     def policy(self) -> _RandomPolicy:
         return self._policy
@@ -82,7 +84,9 @@ class _ProbePolicy:
         actions[early] = _PROBE[self.t[early]]
         return actions.astype(np.float32)
 
-    def observe(self, actions: Any, rewards: Any, terminations: np.ndarray, truncations: np.ndarray, active: Any) -> None:
+    def observe(
+        self, actions: Any, rewards: Any, terminations: np.ndarray, truncations: np.ndarray, active: Any
+    ) -> None:
         self.t = np.where(terminations | truncations, 0, self.t + 1)
 
 

@@ -54,7 +54,9 @@ class Navigation2DEnv(TaskEnv, gym.Env):
     def _apply_task(self, task: Task) -> None:
         self._goal = task.array("goal")
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._pos = np.zeros(2)
         return self._pos.astype(np.float32), {"goal": self._goal.copy()}
@@ -63,7 +65,13 @@ class Navigation2DEnv(TaskEnv, gym.Env):
         self._pos = self._pos + np.clip(np.asarray(action, dtype=np.float64), -MAX_STEP, MAX_STEP)
         distance = float(np.linalg.norm(self._pos - self._goal))
         terminated = distance < GOAL_RADIUS
-        return self._pos.astype(np.float32), -distance, terminated, False, {"distance": distance, "goal": self._goal.copy()}
+        return (
+            self._pos.astype(np.float32),
+            -distance,
+            terminated,
+            False,
+            {"distance": distance, "goal": self._goal.copy()},
+        )
 
 
 class Navigation2DVectorEnv(BatchedTaskVectorEnv):

@@ -17,16 +17,14 @@ __version__ = "0.1.0"
 __all__ = [
     "SPLITS",
     "Adaptation",
-    "EvalResult",
-    "MetaLearner",
-    "bootstrap_ci",
-    "evaluate",
     "BatchedTaskVectorEnv",
     "Choice",
     "Dirichlet",
     "EpisodeBatch",
+    "EvalResult",
     "FamilySpec",
     "LogUniform",
+    "MetaLearner",
     "Normal",
     "Param",
     "ParameterSpace",
@@ -40,7 +38,9 @@ __all__ = [
     "TaskWrapper",
     "Uniform",
     "__version__",
+    "bootstrap_ci",
     "collect",
+    "evaluate",
     "family_spec",
     "list_families",
     "make_family",
@@ -48,4 +48,4 @@ __all__ = [
     "register_family",
 ]
 
-import metarl.envs  # noqa: E402,F401  (registers the built-in families)
+import metarl.envs  # noqa: F401  (registers the built-in families)

@@ -59,7 +59,9 @@ class MetaLearner(Protocol):
     #: ``"gradient step"`` (adapts in ``update``) or ``"episode"`` (adapts through its state).
     adaptation_unit: AdaptationUnit
 
-    def begin_adaptation(self, vec_env: BatchedTaskVectorEnv | SyncTaskVectorEnv, seed: int) -> Adaptation: ...
+    def begin_adaptation(
+        self, vec_env: BatchedTaskVectorEnv | SyncTaskVectorEnv, seed: int
+    ) -> Adaptation: ...
 
 
 def bootstrap_ci(
@@ -237,7 +239,11 @@ class EvalResult:
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         for res in (self, *others):
             rows = res.summary("returns")
-            x = np.arange(res.rounds) if res.adaptation_unit == "gradient step" else np.arange(1, res.rounds + 1)
+            x = (
+                np.arange(res.rounds)
+                if res.adaptation_unit == "gradient step"
+                else np.arange(1, res.rounds + 1)
+            )
             ax.plot(x, [r["mean"] for r in rows], marker="o", label=res.learner)
             ax.fill_between(x, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.2)
         ax.set_xlabel("gradient steps" if self.adaptation_unit == "gradient step" else "episode in trial")
@@ -301,7 +307,9 @@ def evaluate(
     if isinstance(family, str):
         family = make_family(family)
     if not isinstance(learner, MetaLearner):
-        raise TypeError(f"{learner!r} does not implement metarl.MetaLearner (adaptation_unit, begin_adaptation)")
+        raise TypeError(
+            f"{learner!r} does not implement metarl.MetaLearner (adaptation_unit, begin_adaptation)"
+        )
     unit = learner.adaptation_unit
     if unit not in ("gradient step", "episode"):
         raise ValueError(f"learner.adaptation_unit must be 'gradient step' or 'episode', got {unit!r}")

@@ -214,9 +214,7 @@ class TaskFamily:
             base.set_task(task)
         return env
 
-    def make_batched_env(
-        self, tasks: Sequence[Task], envs_per_task: int = 1
-    ) -> BatchedTaskVectorEnv | None:
+    def make_batched_env(self, tasks: Sequence[Task], envs_per_task: int = 1) -> BatchedTaskVectorEnv | None:
         """A native batched vector env running ``tasks`` (``envs_per_task`` each), or ``None``.
 
         Families that return one must match :meth:`make_env` step for step; the contract tests

@@ -55,9 +55,7 @@ def _parse_id(family_id: str) -> tuple[str, int]:
     return match["name"], int(match["version"])
 
 
-def register_family(
-    id: str, entry_point: str, *, override: bool = False, **defaults: Any
-) -> FamilySpec:
+def register_family(id: str, entry_point: str, *, override: bool = False, **defaults: Any) -> FamilySpec:
     """Register a task family.
 
     Args:
@@ -71,9 +69,7 @@ def register_family(
     """
     _parse_id(id)
     if not isinstance(entry_point, str) or ":" not in entry_point:
-        raise ValueError(
-            f"entry_point must be a string 'package.module:ClassName', got {entry_point!r}"
-        )
+        raise ValueError(f"entry_point must be a string 'package.module:ClassName', got {entry_point!r}")
     if id in _REGISTRY and not override and _REGISTRY[id].entry_point != entry_point:
         raise ValueError(
             f"family {id!r} is already registered with {_REGISTRY[id].entry_point!r}; "
@@ -106,9 +102,7 @@ def family_spec(id: str) -> FamilySpec:
     if id not in _REGISTRY:
         close = difflib.get_close_matches(str(id), list(_REGISTRY), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
-        raise KeyError(
-            f"unknown family {id!r}; {hint}registered families: {', '.join(sorted(_REGISTRY))}"
-        )
+        raise KeyError(f"unknown family {id!r}; {hint}registered families: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[id]
 
 

@@ -97,7 +97,10 @@ class EpisodeBatch:
         ):
             raise ValueError("by_task() needs the same number of episodes for every task, in task order")
         return EpisodeBatch(
-            **{f.name: getattr(self, f.name).reshape(n, -1, *getattr(self, f.name).shape[1:]) for f in fields(self)}
+            **{
+                f.name: getattr(self, f.name).reshape(n, -1, *getattr(self, f.name).shape[1:])
+                for f in fields(self)
+            }
         )
 
     def select(self, index: np.ndarray | slice) -> EpisodeBatch:
@@ -118,7 +121,9 @@ def _success_flags(infos: dict[str, Any], done: np.ndarray, n: int) -> np.ndarra
         return None
     flags = np.zeros(n, dtype=bool)
     if "success" in infos:
-        flags |= np.asarray(infos["success"], dtype=bool) & np.asarray(infos.get("_success", np.ones(n, bool)))
+        flags |= np.asarray(infos["success"], dtype=bool) & np.asarray(
+            infos.get("_success", np.ones(n, bool))
+        )
     final = infos.get("final_info")
     if isinstance(final, dict) and "success" in final:
         flags = np.where(done, np.asarray(final["success"], dtype=bool), flags)
@@ -211,7 +216,7 @@ def _assemble(
     has_success: bool,
 ) -> EpisodeBatch:
     """Cut each sub-env's step stream ``(n, steps, ...)`` into episodes, ordered task-major."""
-    n, steps = rew.shape
+    n, _steps = rew.shape
     ept = vec_env.envs_per_task
     n_tasks = n // ept
     bounds: list[list[tuple[int, int]]] = []

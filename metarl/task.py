@@ -269,9 +269,7 @@ class Param:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"parameter {self.name!r}: {value!r} is not numeric") from exc
         if arr.shape != self.shape:
-            raise ValueError(
-                f"parameter {self.name!r} has shape {arr.shape}, expected {self.shape}"
-            )
+            raise ValueError(f"parameter {self.name!r} has shape {arr.shape}, expected {self.shape}")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"parameter {self.name!r} must be finite, got {_short(_freeze(arr))}")
         if np.any(arr < self.low) or np.any(arr > self.high):

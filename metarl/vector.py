@@ -137,9 +137,7 @@ class BatchedTaskVectorEnv(TaskVectorEnv, VectorEnv):
         obs = self._reset_envs(np.ones(self.num_envs, dtype=bool))
         return obs, {}
 
-    def step(
-        self, actions: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self._needs_reset:
             raise TaskNotSetError("call reset() before step() (after construction or set_tasks)")
         actions = np.asarray(actions)
@@ -206,7 +204,11 @@ def make_vec(
 
     if isinstance(family, str):
         family = make_family(family)
-    if not isinstance(envs_per_task, (int, np.integer)) or isinstance(envs_per_task, bool) or envs_per_task < 1:
+    if (
+        not isinstance(envs_per_task, (int, np.integer))
+        or isinstance(envs_per_task, bool)
+        or envs_per_task < 1
+    ):
         raise ValueError(f"envs_per_task must be a positive int, got {envs_per_task!r}")
     if backend not in ("auto", "native", "gymnasium"):
         raise ValueError(f"backend must be 'auto', 'native' or 'gymnasium', got {backend!r}")

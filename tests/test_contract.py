@@ -105,7 +105,7 @@ def test_splits_are_disjoint_reproducible_and_sized(family_id: str) -> None:
 @pytest.mark.parametrize("family_id", FAMILIES)
 def test_task_json_round_trip(family_id: str) -> None:
     fam = family(family_id)
-    for task in fam.sample(2, np.random.default_rng(3)) + [fam.test[0]]:
+    for task in [*fam.sample(2, np.random.default_rng(3)), fam.test[0]]:
         back = Task.from_json(task.to_json())
         assert back == task and back.task_id == task.task_id and hash(back) == hash(task)
         assert fam.validate(back) == task

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from metarl.agents.scripted import Navigation2DOracle, Navigation2DTrilateration, RandomLearner, trilaterate
 
 import metarl
 from metarl import EvalResult, bootstrap_ci
-from metarl.agents.scripted import Navigation2DOracle, Navigation2DTrilateration, RandomLearner, trilaterate
 
 
 def oracle_return(goal: np.ndarray) -> float:
@@ -60,7 +60,9 @@ def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_data() -> None:
 
 
 def test_result_json_round_trip_markdown_and_plot(tmp_path: Path) -> None:
-    res = metarl.evaluate(Navigation2DTrilateration(), "Navigation2D-v0", n_tasks=4, rounds=2, episodes_per_round=1)
+    res = metarl.evaluate(
+        Navigation2DTrilateration(), "Navigation2D-v0", n_tasks=4, rounds=2, episodes_per_round=1
+    )
     path = tmp_path / "results.json"
     res.to_json(path)
     back = EvalResult.from_json(path)
@@ -88,7 +90,7 @@ def test_bad_results_files_get_clear_errors(tmp_path: Path) -> None:
 
 
 def test_evaluate_rejects_bad_arguments() -> None:
-    with pytest.raises(TypeError, match="does not implement metarl.MetaLearner"):
+    with pytest.raises(TypeError, match=r"does not implement metarl\.MetaLearner"):
         metarl.evaluate(object(), "Navigation2D-v0")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="rounds must be a positive int, got 0"):
         metarl.evaluate(RandomLearner(), "Navigation2D-v0", rounds=0)

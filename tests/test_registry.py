@@ -15,7 +15,7 @@ from metarl import registry
 
 # A complete family written by a user outside this repository, in about 15 lines.
 EXTERNAL_FAMILY = textwrap.dedent(
-    '''
+    """
     import gymnasium as gym
     import numpy as np
     import metarl
@@ -45,7 +45,7 @@ EXTERNAL_FAMILY = textwrap.dedent(
         def step(self, action):
             self.x = self.x + np.clip(action, -0.1, 0.1)
             return self.x.copy(), -abs(self.x[0] - self.goal), False, False, {}
-    '''
+    """
 )
 
 
@@ -71,7 +71,7 @@ def test_unknown_id_lists_the_closest_ids() -> None:
 
 
 def test_registration_is_data() -> None:
-    with pytest.raises(ValueError, match="package.module:ClassName"):
+    with pytest.raises(ValueError, match=r"package\.module:ClassName"):
         metarl.register_family("Thing-v0", entry_point=lambda: None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="must look like 'Name-v<version>'"):
         metarl.register_family("Thing", entry_point="a.b:C")
@@ -103,11 +103,12 @@ def test_a_family_registered_from_an_external_module(external_module: str) -> No
         fam.task(goal=2.0)
 
 
-def test_entry_point_plugins_are_loaded_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, external_module: str) -> None:
+def test_entry_point_plugins_are_loaded_lazily(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, external_module: str
+) -> None:
     plugin = tmp_path / "corridor_plugin.py"
     plugin.write_text(
-        "import metarl\n"
-        "metarl.register_family('Corridor-v0', entry_point='corridor_ext:CorridorFamily')\n"
+        "import metarl\nmetarl.register_family('Corridor-v0', entry_point='corridor_ext:CorridorFamily')\n"
     )
     dist = tmp_path / "corridor_plugin-1.0.dist-info"
     dist.mkdir()

@@ -85,7 +85,9 @@ def test_parameter_space_samples_from_the_generator_only() -> None:
     ],
 )
 def test_validation_names_the_parameter_and_the_range(params: dict, match: str) -> None:
-    space = ParameterSpace([Param("u", Uniform(-1, 1), shape=(2,), low=-1, high=1), Param("c", Choice((-1.0, 1.0)))])
+    space = ParameterSpace(
+        [Param("u", Uniform(-1, 1), shape=(2,), low=-1, high=1), Param("c", Choice((-1.0, 1.0)))]
+    )
     with pytest.raises(ValueError, match=match):
         space.validate(params)
 
@@ -97,7 +99,7 @@ def test_family_arguments_are_checked() -> None:
         metarl.make_family("Navigation2D-v0", split_sizes={"test": -1})
     with pytest.raises(ValueError, match="max_episode_steps must be a positive int"):
         metarl.make_family("Navigation2D-v0", max_episode_steps=0)
-    with pytest.raises(TypeError, match="numpy.random.Generator"):
+    with pytest.raises(TypeError, match=r"numpy\.random\.Generator"):
         metarl.make_family("Navigation2D-v0").sample(3, 0)  # type: ignore[arg-type]
 
 

@@ -90,7 +90,7 @@ def test_stateful_policy_sees_every_recorded_step(fam: metarl.TaskFamily) -> Non
         def __call__(self, obs: np.ndarray) -> np.ndarray:
             return np.zeros((2, 2), dtype=np.float32)
 
-        def observe(self, actions, rewards, terminations, truncations, active) -> None:  # noqa: ANN001
+        def observe(self, actions, rewards, terminations, truncations, active) -> None:
             self.steps += active
 
     policy = Counting()
