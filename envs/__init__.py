@@ -18,3 +18,23 @@ register_family("AntGoal-v0", "metarl.envs.mujoco:AntGoalFamily")
 register_family("HumanoidDir-v0", "metarl.envs.mujoco:HumanoidDirFamily")
 register_family("BernoulliBandit-v0", "metarl.envs.bandit:BernoulliBanditFamily")
 register_family("TabularMDP-v0", "metarl.envs.tabular_mdp:TabularMDPFamily")
+
+# Dynamics-randomised MuJoCo families, rand_param_envs multipliers (metarl.envs.dynamics).
+register_family(
+    "HopperRandParams-v0",
+    "metarl.envs.dynamics:RandParamsFamily",
+    env_id="Hopper-v5",
+    name="HopperRandParams",
+)
+register_family(
+    "Walker2dRandParams-v0",
+    "metarl.envs.dynamics:RandParamsFamily",
+    env_id="Walker2d-v5",
+    name="Walker2dRandParams",
+)
+register_family(
+    "HalfCheetahRandParams-v0",
+    "metarl.envs.dynamics:RandParamsFamily",
+    env_id="HalfCheetah-v5",
+    name="HalfCheetahRandParams",
+)
