@@ -35,6 +35,8 @@ def random_actions(space: gym.Space, n: int, seed: int) -> list:
         return [rng.uniform(space.low, space.high).astype(space.dtype) for _ in range(n)]
     if isinstance(space, gym.spaces.Discrete):
         return [int(space.start + rng.integers(space.n)) for _ in range(n)]
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return [space.start + rng.integers(space.nvec) for _ in range(n)]
     raise TypeError(space)
 
 
