@@ -38,3 +38,21 @@ register_family(
     env_id="HalfCheetah-v5",
     name="HalfCheetahRandParams",
 )
+
+# Meta-World v3 families (metarl.envs.meta_world; needs `pip install 'metarl[metaworld]'` when made).
+# One ML1 family per Meta-World env name; the name is passed as data, not captured by a closure.
+for _task_name in (
+    "assembly", "basketball", "bin-picking", "box-close", "button-press-topdown",
+    "button-press-topdown-wall", "button-press", "button-press-wall", "coffee-button", "coffee-pull",
+    "coffee-push", "dial-turn", "disassemble", "door-close", "door-lock", "door-open", "door-unlock",
+    "hand-insert", "drawer-close", "drawer-open", "faucet-open", "faucet-close", "hammer",
+    "handle-press-side", "handle-press", "handle-pull-side", "handle-pull", "lever-pull",
+    "pick-place-wall", "pick-out-of-hole", "pick-place", "plate-slide", "plate-slide-side",
+    "plate-slide-back", "plate-slide-back-side", "peg-insert-side", "peg-unplug-side", "soccer",
+    "stick-push", "stick-pull", "push", "push-wall", "push-back", "reach", "reach-wall",
+    "shelf-place", "sweep-into", "sweep", "window-open", "window-close",
+):  # fmt: skip
+    register_family(f"ML1-{_task_name}-v0", "metarl.envs.meta_world:ML1Family", task_name=_task_name)
+del _task_name
+register_family("ML10-v0", "metarl.envs.meta_world:ML10Family")
+register_family("ML45-v0", "metarl.envs.meta_world:ML45Family")
