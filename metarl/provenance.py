@@ -48,8 +48,13 @@ def machine_info() -> dict[str, Any]:
             versions[name] = __import__(name).__version__
         except ImportError:
             continue
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = []
     return {
         "cpu": cpu,
+        "load_average_1_5_15min": load,
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),

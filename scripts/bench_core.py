@@ -110,7 +110,9 @@ def main() -> None:
         "",
         f"Command: `{results['command']}` (seed {args.seed}, {args.reps} interleaved repetitions, medians)  ",
         f"Commit: `{results['commit']}`, date {results['date']}  ",
-        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, Python {results['machine']['python']}",
+        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, Python {results['machine']['python']}, "
+        f"load average at start {results['machine']['load_average_1_5_15min']} (shared machine: ratios are "
+        "measured side by side in one run; absolute rates vary with load)",
         "",
         "## Task wrapper per-step overhead (Navigation2D, single env)",
         "",
