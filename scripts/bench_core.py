@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    meta = run_metadata(args.seed)  # before the run, so the load average is the one we ran under
     rng = np.random.default_rng(args.seed)
     fam = metarl.make_family("Navigation2D-v0")
     task = fam.test[0]
@@ -101,7 +102,7 @@ def main() -> None:
         "wrapper_overhead": wrapper,
         "navigation2d_vector": vector,
         "reps": args.reps,
-        **run_metadata(args.seed),
+        **meta,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "results.json", json.dumps(results, indent=1))
