@@ -1,0 +1,594 @@
+"""RL² (Duan et al. 2016): a GRU policy trained with PPO over whole multi-episode trials.
+
+The policy is a GRU over the RL² inputs ``[obs, a_{t-1}, r_{t-1}, done_{t-1}]`` (see
+:mod:`metarl.agents.rl2_trials`) with a policy head and a value head on the shared hidden state.
+Its hidden state persists across the episodes of a trial, so it can learn to explore in early
+episodes and exploit in later ones; it is reset only between trials.
+
+Training reads top to bottom in :meth:`RL2.train_step`:
+
+1. :func:`collect_trials` runs ``trials_per_update`` trials side by side (one sub-env each);
+2. :func:`trial_gae` computes advantages over each whole trial. Episode boundaries inside a trial
+   do not cut the bootstrap: to the meta-learner the trial is one long episode whose return is
+   what it maximises (Duan et al. 2016, section 2.2). The value after a trial's last step is 0;
+3. PPO (Schulman et al. 2017): a few epochs over minibatches of *whole trials*, re-running the
+   GRU from a zero state over each trial (backpropagation through the whole trial), minimising
+   :func:`ppo_loss` (clipped surrogate + value error - entropy bonus).
+
+The paper trained with TRPO; PPO is what later reproductions use. Why this is hand-written rather
+than sb3-contrib's ``RecurrentPPO`` is recorded, with numbers, in ``benchmarks/rl2/README.md``.
+
+:class:`RL2Learner` implements :class:`metarl.MetaLearner` with ``adaptation_unit = "episode"``;
+training, checkpoints and logs are in :mod:`metarl.agents.rl2_train`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from metarl.agents.rl2_trials import TaskSampler, TrialInputs, TrialVecEnv
+from torch import nn
+
+from metarl.evaluation import AdaptationUnit
+from metarl.family import TaskFamily
+from metarl.rollout import EpisodeBatch
+from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv
+
+__all__ = [
+    "RL2",
+    "RL2ActorCritic",
+    "RL2Config",
+    "RL2Learner",
+    "RL2Policy",
+    "TrialBatch",
+    "cli_train",
+    "collect_trials",
+    "ppo_loss",
+    "trial_gae",
+]
+
+VecEnv = BatchedTaskVectorEnv | SyncTaskVectorEnv
+
+
+@dataclass(frozen=True)
+class RL2Config:
+    """Everything that defines an RL² run; saved as ``config.json`` beside the checkpoints."""
+
+    #: Registered family id, e.g. ``"BernoulliBandit-v0"``.
+    family: str = "Navigation2D-v0"
+    #: Keyword arguments for ``make_family`` (number of arms, horizon, split sizes, ...).
+    family_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: ``N``: episodes of the same task per trial (pulls, for a one-pull-per-episode bandit);
+    #: ``None`` takes the family's ``episodes_per_trial`` (bandit ``n_pulls``, MDP ``n_episodes``).
+    episodes_per_trial: int | None = None
+    #: Trials run side by side per update (one vector-env sub-env each).
+    trials_per_update: int = 128
+    #: ``"sample"``: fresh tasks from the distribution (held-out splits excluded); ``"train"``: the train split.
+    task_source: Literal["sample", "train"] = "sample"
+    #: GRU hidden units (Duan et al. used 256 for bandits and MDPs).
+    hidden_size: int = 256
+    #: Adam learning rate.
+    learning_rate: float = 3e-4
+    #: Discount over the whole trial.
+    gamma: float = 0.99
+    #: GAE lambda (Duan et al. used 0.3 on bandits and MDPs).
+    gae_lambda: float = 0.3
+    #: PPO clipping range epsilon.
+    clip_coef: float = 0.2
+    #: PPO epochs over each batch of trials.
+    ppo_epochs: int = 4
+    #: Minibatches (of whole trials) per epoch.
+    num_minibatches: int = 4
+    #: Value-loss coefficient.
+    vf_coef: float = 0.5
+    #: Entropy-bonus coefficient at the start of training.
+    ent_coef: float = 0.01
+    #: Entropy coefficient reached (linearly) at the end of training; ``None`` keeps ``ent_coef``.
+    ent_coef_final: float | None = None
+    #: Gradient-norm clipping.
+    max_grad_norm: float = 0.5
+    #: Rewards are multiplied by this in the PPO targets (not in the policy inputs).
+    reward_scale: float = 1.0
+    #: Initial log standard deviation of Gaussian policies (in normalised action units).
+    init_log_std: float = -0.5
+    #: Training length in environment steps (padding steps not counted).
+    total_env_steps: int = 1_000_000
+    #: Seed of every random stream of the run.
+    seed: int = 0
+    #: Vector env backend.
+    backend: str = "auto"
+    #: Checkpoint every this many updates.
+    checkpoint_every: int = 10
+    #: Checkpoints kept on disk.
+    keep_checkpoints: int = 3
+
+    def __post_init__(self) -> None:
+        ints = ("trials_per_update", "hidden_size", "ppo_epochs", "num_minibatches")
+        for name in (*ints, "total_env_steps", "checkpoint_every", "keep_checkpoints"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"RL2Config.{name} must be a positive int, got {value!r}")
+        n = self.episodes_per_trial
+        if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"RL2Config.episodes_per_trial must be a positive int or None, got {n!r}")
+        if self.num_minibatches > self.trials_per_update:
+            raise ValueError(
+                f"RL2Config.num_minibatches={self.num_minibatches} exceeds "
+                f"trials_per_update={self.trials_per_update}"
+            )
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"RL2Config.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        for name in ("learning_rate", "clip_coef", "max_grad_norm", "reward_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"RL2Config.{name} must be positive, got {getattr(self, name)!r}")
+        if self.task_source not in ("sample", "train"):
+            raise ValueError(f"RL2Config.task_source must be 'sample' or 'train', got {self.task_source!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"RL2Config.seed must be a non-negative int, got {self.seed!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> RL2Config:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown RL2 config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**dict(data))
+
+    def replace(self, **changes: Any) -> RL2Config:
+        return RL2Config.from_dict({**asdict(self), **changes}, source="RL2Config.replace")
+
+    def make_family(self) -> TaskFamily:
+        from metarl.registry import make_family
+
+        return make_family(self.family, **self.family_kwargs)
+
+    def resolve_episodes_per_trial(self, family: TaskFamily) -> int:
+        """``N`` for ``family``: the config's value, else the family's ``episodes_per_trial``."""
+        own = getattr(family, "episodes_per_trial", None)
+        if self.episodes_per_trial is None:
+            if own is None:
+                raise ValueError(
+                    f"{family.id} defines no episodes_per_trial; set RL2Config.episodes_per_trial"
+                )
+            return int(own)
+        if own is not None and int(own) != self.episodes_per_trial:
+            raise ValueError(
+                f"RL2Config.episodes_per_trial={self.episodes_per_trial} disagrees with {family.id}'s "
+                f"episodes_per_trial={own}; set it through family_kwargs instead"
+            )
+        return int(self.episodes_per_trial)
+
+
+# --------------------------------------------------------------------------------- network
+class RL2ActorCritic(nn.Module):
+    """A GRU over RL² inputs with a policy head and a value head on its hidden state.
+
+    Discrete actions: categorical logits. Box actions: a diagonal Gaussian in normalised units with
+    a state-independent log standard deviation. Parameters are initialised from ``generator`` only.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        act_dim: int,
+        *,
+        discrete: bool,
+        hidden_size: int,
+        init_log_std: float = -0.5,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.discrete = discrete
+        self.hidden_size = hidden_size
+        self.gru = nn.GRU(input_dim, hidden_size, batch_first=True)
+        self.pi = nn.Linear(hidden_size, act_dim)
+        self.v = nn.Linear(hidden_size, 1)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)), requires_grad=not discrete)
+        bound = hidden_size**-0.5  # PyTorch's own GRU initialisation, drawn from our generator
+        for name, p in self.gru.named_parameters():
+            if "weight" in name:
+                nn.init.uniform_(p, -bound, bound, generator=generator)
+            else:
+                nn.init.zeros_(p)
+        # Small policy-head gain so the first policy is near uniform (Andrychowicz et al. 2021, "What
+        # matters in on-policy RL", C57).
+        nn.init.orthogonal_(self.pi.weight, gain=0.01, generator=generator)
+        nn.init.orthogonal_(self.v.weight, gain=1.0, generator=generator)
+        nn.init.zeros_(self.pi.bias)
+        nn.init.zeros_(self.v.bias)
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        return torch.zeros(1, batch, self.hidden_size)
+
+    def forward(
+        self, x: torch.Tensor, h0: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x``: ``(B, T, input_dim)`` -> (policy params ``(B, T, act_dim)``, values ``(B, T)``, ``h_T``)."""
+        out, h = self.gru(x, h0)
+        return self.pi(out), self.v(out).squeeze(-1), h
+
+    def distribution(self, params: torch.Tensor) -> torch.distributions.Distribution:
+        if self.discrete:
+            return torch.distributions.Categorical(logits=params)
+        return torch.distributions.Independent(torch.distributions.Normal(params, self.log_std.exp()), 1)
+
+    def sample(
+        self, params: torch.Tensor, generator: torch.Generator, deterministic: bool = False
+    ) -> torch.Tensor:
+        """Draw actions from ``generator`` only (``torch.distributions`` would use the global RNG)."""
+        if self.discrete:
+            if deterministic:
+                return params.argmax(-1)
+            probs = torch.softmax(params, -1).reshape(-1, params.shape[-1])
+            return torch.multinomial(probs, 1, generator=generator).reshape(params.shape[:-1])
+        if deterministic:
+            return params
+        noise = torch.randn(params.shape, generator=generator)
+        return params + self.log_std.exp() * noise
+
+
+# --------------------------------------------------------------------------------- rollouts
+class TrialBatch(NamedTuple):
+    """A batch of ``B`` trials padded to ``T`` steps (``mask`` false on padding)."""
+
+    inputs: torch.Tensor  # (B, T, input_dim)
+    actions: torch.Tensor  # (B, T) long, or (B, T, act_dim)
+    log_probs: torch.Tensor  # (B, T)
+    values: torch.Tensor  # (B, T)
+    rewards: torch.Tensor  # (B, T) float32, raw
+    episode_done: torch.Tensor  # (B, T) bool
+    mask: torch.Tensor  # (B, T) bool
+
+    @property
+    def trial_returns(self) -> torch.Tensor:
+        """Undiscounted return of each trial, ``(B,)``."""
+        return (self.rewards * self.mask).sum(1)
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.mask.sum())
+
+    def episode_returns(self, episodes_per_trial: int) -> torch.Tensor:
+        """``(B, N)``: the return of each episode of each trial."""
+        index = (torch.cumsum(self.episode_done.long(), 1) - self.episode_done.long()).clamp(
+            max=episodes_per_trial - 1
+        )
+        out = torch.zeros(self.rewards.shape[0], episodes_per_trial)
+        return out.scatter_add_(1, index, self.rewards * self.mask)
+
+
+@torch.no_grad()
+def collect_trials(
+    model: RL2ActorCritic,
+    env: TrialVecEnv,
+    tasks: list[Any],
+    *,
+    seed: int,
+    generator: torch.Generator,
+    deterministic: bool = False,
+) -> TrialBatch:
+    """Run one trial per sub-env of ``env`` (sub-env ``i`` on ``tasks[i]``) until all have ended."""
+    x = env.reset(tasks, seed=seed)
+    h = model.initial_state(env.num_trials)
+    cols: dict[str, list[Any]] = {k: [] for k in TrialBatch._fields}
+    for _ in range(env.max_trial_steps):
+        xt = torch.from_numpy(x)
+        params, value, h = model(xt[:, None], h)
+        params, value = params[:, 0], value[:, 0]
+        action = model.sample(params, generator, deterministic)
+        log_prob = model.distribution(params).log_prob(action)
+        step = env.step(action.numpy())
+        for key, val in (
+            ("inputs", xt),
+            ("actions", action),
+            ("log_probs", log_prob),
+            ("values", value),
+            ("rewards", torch.from_numpy(step.rewards).float()),
+            ("episode_done", torch.from_numpy(step.episode_done)),
+            ("mask", torch.from_numpy(step.active)),
+        ):
+            cols[key].append(val)
+        x = step.inputs
+        if step.trial_done.all():
+            break
+    else:
+        raise RuntimeError("trials did not end within episodes_per_trial * max_episode_steps steps")
+    return TrialBatch(**{k: torch.stack(v, 1) for k, v in cols.items()})
+
+
+# --------------------------------------------------------------------------------- mathematics
+def trial_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016) over whole trials.
+
+    ``rewards``, ``values``, ``mask``: ``(B, T)``; ``mask`` is true on each trial's steps (a
+    prefix of every row). The recursion runs straight through episode boundaries inside a trial
+    and stops at the trial's end, where the value is 0. Returns ``(advantages, returns)``, zero on
+    padding, with ``returns = advantages + values``.
+    """
+    m = mask.to(values.dtype)
+    adv = torch.zeros_like(values)
+    last = torch.zeros_like(values[:, 0])
+    T = values.shape[1]
+    for t in reversed(range(T)):
+        m_next = m[:, t + 1] if t + 1 < T else torch.zeros_like(last)
+        v_next = values[:, t + 1] * m_next if t + 1 < T else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * v_next - values[:, t]
+        last = (delta + gamma * lam * m_next * last) * m[:, t]
+        adv[:, t] = last
+    return adv, (adv + values) * m
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp(min=1.0)
+
+
+def ppo_loss(
+    new_log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    new_values: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_coef: float,
+    vf_coef: float,
+    ent_coef: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO's clipped surrogate (Schulman et al. 2017, eq. 7) + value error - entropy bonus.
+
+    ``loss = -E[min(r A, clip(r, 1-eps, 1+eps) A)] + vf_coef * 0.5 E[(V - R)^2] - ent_coef * E[H]``
+    with ``r = exp(new_log_prob - old_log_prob)``; every expectation is a mean over ``mask``.
+    """
+    log_ratio = new_log_probs - old_log_probs
+    ratio = log_ratio.exp()
+    surrogate = torch.min(ratio * advantages, ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * advantages)
+    pg_loss = -_masked_mean(surrogate, mask)
+    v_loss = 0.5 * _masked_mean((new_values - returns) ** 2, mask)
+    ent = _masked_mean(entropy, mask)
+    loss = pg_loss + vf_coef * v_loss - ent_coef * ent
+    with torch.no_grad():
+        stats = {
+            "pg_loss": float(pg_loss),
+            "v_loss": float(v_loss),
+            "entropy": float(ent),
+            "approx_kl": float(_masked_mean((ratio - 1.0) - log_ratio, mask)),
+            "clip_frac": float(_masked_mean(((ratio - 1.0).abs() > clip_coef).float(), mask)),
+        }
+    return loss, stats
+
+
+# --------------------------------------------------------------------------------- the agent
+def build_model(config: RL2Config, inputs: TrialInputs, generator: torch.Generator) -> RL2ActorCritic:
+    return RL2ActorCritic(
+        inputs.input_dim,
+        inputs.act_dim,
+        discrete=inputs.act_discrete,
+        hidden_size=config.hidden_size,
+        init_log_std=config.init_log_std,
+        generator=generator,
+    )
+
+
+class RL2:
+    """An RL² training run: model, optimiser, trial env, task sampler and every RNG stream.
+
+    Args:
+        config: the run's :class:`RL2Config`.
+        family: the task family; built from ``config`` when omitted.
+    """
+
+    def __init__(self, config: RL2Config, family: TaskFamily | None = None) -> None:
+        self.config = config
+        self.family = family if family is not None else config.make_family()
+        self.episodes_per_trial = config.resolve_episodes_per_trial(self.family)
+        self.env = TrialVecEnv(
+            self.family, config.trials_per_update, self.episodes_per_trial, backend=config.backend
+        )
+        self.sampler = TaskSampler(self.family, config.task_source)
+        seeds = np.random.SeedSequence(config.seed).spawn(2)
+        self.np_rng = np.random.default_rng(seeds[0])
+        self.torch_gen = torch.Generator().manual_seed(int(seeds[1].generate_state(1, np.uint64)[0] >> 1))
+        self.model = build_model(config, self.env.inputs, self.torch_gen)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=1e-5)
+        self.updates = 0
+        self.env_steps = 0
+        self.train_seconds = 0.0
+
+    @property
+    def total_updates(self) -> int:
+        """Updates needed for ``total_env_steps`` (estimated with full-length trials)."""
+        per = self.config.trials_per_update * self.env.max_trial_steps
+        return max(1, -(-self.config.total_env_steps // per))
+
+    def _ent_coef(self) -> float:
+        c = self.config
+        if c.ent_coef_final is None:
+            return c.ent_coef
+        frac = min(1.0, self.env_steps / c.total_env_steps)
+        return c.ent_coef + frac * (c.ent_coef_final - c.ent_coef)
+
+    def train_step(self) -> dict[str, float]:
+        """Collect one batch of trials and run the PPO epochs on it; return statistics."""
+        c = self.config
+        tasks = self.sampler(c.trials_per_update, self.np_rng)
+        batch = collect_trials(
+            self.model, self.env, tasks, seed=int(self.np_rng.integers(2**31 - 1)), generator=self.torch_gen
+        )
+        adv, returns = trial_gae(
+            batch.rewards * c.reward_scale, batch.values, batch.mask, c.gamma, c.gae_lambda
+        )
+        m = batch.mask
+        mean = _masked_mean(adv, m)
+        std = _masked_mean((adv - mean) ** 2, m).sqrt()
+        adv_n = (adv - mean) / (std + 1e-8)
+        ent_coef = self._ent_coef()
+        B = c.trials_per_update
+        stats: dict[str, float] = {}
+        n_mb = 0
+        for _ in range(c.ppo_epochs):
+            perm = torch.randperm(B, generator=self.torch_gen)
+            for idx in perm.chunk(c.num_minibatches):
+                params, values, _ = self.model(batch.inputs[idx])
+                dist = self.model.distribution(params)
+                loss, s = ppo_loss(
+                    dist.log_prob(batch.actions[idx]),
+                    batch.log_probs[idx],
+                    adv_n[idx],
+                    values,
+                    returns[idx],
+                    dist.entropy(),
+                    m[idx],
+                    clip_coef=c.clip_coef,
+                    vf_coef=c.vf_coef,
+                    ent_coef=ent_coef,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                s["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm))
+                self.optimizer.step()
+                for k, v in s.items():
+                    stats[k] = stats.get(k, 0.0) + v
+                n_mb += 1
+        stats = {k: v / n_mb for k, v in stats.items()}
+        self.updates += 1
+        self.env_steps += batch.env_steps
+        ep_returns = batch.episode_returns(self.episodes_per_trial).mean(0)
+        stats.update(
+            trial_return=float(batch.trial_returns.mean()),
+            first_episode_return=float(ep_returns[0]),
+            last_episode_return=float(ep_returns[-1]),
+            ent_coef=ent_coef,
+        )
+        return stats
+
+    def learner(self, *, deterministic: bool = False) -> RL2Learner:
+        """The current policy as a :class:`metarl.MetaLearner`."""
+        return RL2Learner(self.model, self.config, deterministic=deterministic)
+
+
+# --------------------------------------------------------------------------------- meta-testing
+class RL2Policy:
+    """A :class:`metarl.StatefulPolicy`: keeps each sub-env's hidden state and previous action,
+    reward and done flag, and leaves the state of inactive sub-envs untouched."""
+
+    def __init__(
+        self,
+        model: RL2ActorCritic,
+        inputs: TrialInputs,
+        num_envs: int,
+        generator: torch.Generator,
+        deterministic: bool,
+    ) -> None:
+        self.model, self.inputs, self.n = model, inputs, num_envs
+        self.generator, self.deterministic = generator, deterministic
+        self.hidden = model.initial_state(num_envs)
+        self.prev_actions = np.zeros((num_envs, inputs.act_dim), dtype=np.float32)
+        self.prev_rewards = np.zeros(num_envs)
+        self.prev_dones = np.zeros(num_envs)
+        self._pending: tuple[torch.Tensor, np.ndarray] | None = None
+
+    @torch.no_grad()
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        x = self.inputs.build(observations, self.prev_actions, self.prev_rewards, self.prev_dones)
+        params, _, h = self.model(torch.from_numpy(x)[:, None], self.hidden)
+        action = self.model.sample(params[:, 0], self.generator, self.deterministic).numpy()
+        self._pending = (h, action)
+        return self.inputs.to_env(action)
+
+    def observe(
+        self,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminations: np.ndarray,
+        truncations: np.ndarray,
+        active: np.ndarray,
+    ) -> None:
+        if self._pending is None:
+            raise RuntimeError("RL2Policy.observe() called before the policy acted")
+        h, action = self._pending
+        self._pending = None
+        a = np.asarray(active, dtype=bool)
+        self.hidden[:, torch.from_numpy(a)] = h[:, torch.from_numpy(a)]
+        self.prev_actions[a] = self.inputs.encode_action(action)[a]
+        self.prev_rewards[a] = np.asarray(rewards, dtype=np.float64)[a]
+        self.prev_dones[a] = (np.asarray(terminations, dtype=bool) | np.asarray(truncations, dtype=bool))[a]
+
+
+class _RL2Adaptation:
+    def __init__(self, policy: RL2Policy) -> None:
+        self._policy = policy
+
+    def policy(self) -> RL2Policy:
+        return self._policy
+
+    def update(self, episodes: EpisodeBatch) -> None:
+        """Nothing to do: RL² adapts through its hidden state."""
+
+
+class RL2Learner:
+    """A trained RL² policy as a :class:`metarl.MetaLearner` (adapts through its hidden state).
+
+    Every sub-env of the meta-test vector env is one trial: its hidden state starts at zero in
+    :meth:`begin_adaptation` and persists across the evaluation rounds (episodes).
+    """
+
+    name = "RL2"
+    adaptation_unit: AdaptationUnit = "episode"
+
+    def __init__(self, model: RL2ActorCritic, config: RL2Config, *, deterministic: bool = False) -> None:
+        self.model = model
+        self.config = config
+        self.deterministic = deterministic
+
+    def begin_adaptation(self, vec_env: VecEnv, seed: int) -> _RL2Adaptation:
+        inputs = TrialInputs(vec_env.single_observation_space, vec_env.single_action_space)
+        expected = self.model.gru.input_size
+        if inputs.input_dim != expected or isinstance(vec_env.single_action_space, gym.spaces.Discrete) != (
+            self.model.discrete
+        ):
+            raise ValueError(
+                f"this RL² policy was trained on {self.config.family} with input size {expected}; "
+                f"{vec_env.family.id}'s spaces give input size {inputs.input_dim}"
+            )
+        gen = torch.Generator().manual_seed(int(seed))
+        return _RL2Adaptation(RL2Policy(self.model, inputs, vec_env.num_envs, gen, self.deterministic))
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, deterministic: bool = False) -> RL2Learner:
+        """The policy of the latest valid checkpoint in ``run_dir``."""
+        from metarl.agents.rl2_train import load_run
+
+        agent = load_run(run_dir)
+        return cls(agent.model, agent.config, deterministic=deterministic)
+
+
+def cli_train(
+    family: str,
+    config_path: str | Path | None = None,
+    *,
+    resume: bool = False,
+    out_dir: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Entry point of ``metarl train rl2 --family <id>``; see :func:`metarl.agents.rl2_train.cli_train`."""
+    from metarl.agents.rl2_train import cli_train as _cli_train
+
+    return _cli_train(
+        family, config_path, resume=resume, out_dir=out_dir, overrides=overrides, progress=progress
+    )

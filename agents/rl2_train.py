@@ -1,0 +1,268 @@
+"""Training RL²: the loop, progress bar, CSV and TensorBoard logs, checkpoints and resuming.
+
+A run directory holds::
+
+    config.json                 the RL2Config (plus the family's description and split seed)
+    progress.csv                one row per update
+    tb/                         TensorBoard event files
+    checkpoints/ckpt_<update>.pt  the last ``keep_checkpoints`` checkpoints
+
+A checkpoint is a dict of state dicts and plain values (model, optimiser, torch and NumPy RNG
+states, counters), written atomically (temporary file, then rename) and read back with
+``torch.load(weights_only=True)``. :func:`load_run` restores the newest checkpoint that loads; a
+corrupt or half-written one is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import time
+import tomllib
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from metarl.agents.rl2 import RL2, RL2Config
+
+from metarl.evaluation import atomic_write_text
+
+__all__ = ["CHECKPOINT_FORMAT", "cli_train", "latest_checkpoint", "load_run", "save_checkpoint", "train"]
+
+CHECKPOINT_FORMAT = "metarl.RL2Checkpoint/1"
+_CSV_FIELDS = (
+    "update",
+    "env_steps",
+    "wall_seconds",
+    "steps_per_second",
+    "trial_return",
+    "first_episode_return",
+    "last_episode_return",
+    "pg_loss",
+    "v_loss",
+    "entropy",
+    "approx_kl",
+    "clip_frac",
+    "grad_norm",
+    "ent_coef",
+)
+
+
+def _checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    return sorted(_checkpoint_dir(run_dir).glob("ckpt_*.pt"))
+
+
+def save_checkpoint(agent: RL2, run_dir: str | os.PathLike[str]) -> Path:
+    """Write ``agent``'s full training state atomically; keep only the newest ``keep_checkpoints``."""
+    run_dir = Path(run_dir)
+    ckpt_dir = _checkpoint_dir(run_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "config": agent.config.to_json(),
+        "updates": agent.updates,
+        "env_steps": agent.env_steps,
+        "train_seconds": agent.train_seconds,
+        "model": agent.model.state_dict(),
+        "optimizer": agent.optimizer.state_dict(),
+        "torch_rng": agent.torch_gen.get_state(),
+        "numpy_rng": json.dumps(agent.np_rng.bit_generator.state),
+    }
+    path = ckpt_dir / f"ckpt_{agent.updates:07d}.pt"
+    fd, tmp = tempfile.mkstemp(dir=ckpt_dir, prefix=".ckpt.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    for old in _checkpoints(run_dir)[: -agent.config.keep_checkpoints]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an RL² checkpoint ({CHECKPOINT_FORMAT})")
+    return state
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint of ``run_dir`` that loads, and its contents; ``None`` if there is none."""
+    for path in reversed(_checkpoints(Path(run_dir))):
+        try:
+            return path, _read_checkpoint(path)
+        except Exception as exc:  # a truncated or foreign file: fall back to an older one
+            warnings.warn(f"skipping unreadable RL² checkpoint {path}: {exc}", stacklevel=2)
+    return None
+
+
+def restore(agent: RL2, state: Mapping[str, Any]) -> None:
+    """Load a checkpoint's contents into ``agent`` (built from the same config)."""
+    agent.model.load_state_dict(state["model"])
+    agent.optimizer.load_state_dict(state["optimizer"])
+    agent.torch_gen.set_state(state["torch_rng"])
+    agent.np_rng.bit_generator.state = json.loads(state["numpy_rng"])
+    agent.updates = int(state["updates"])
+    agent.env_steps = int(state["env_steps"])
+    agent.train_seconds = float(state["train_seconds"])
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> RL2:
+    """Rebuild the agent of ``run_dir`` from its newest valid checkpoint."""
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"no readable RL² checkpoint in {Path(run_dir) / 'checkpoints'}")
+    path, state = found
+    config = RL2Config.from_dict(json.loads(state["config"]), source=str(path))
+    agent = RL2(config)
+    restore(agent, state)
+    return agent
+
+
+def _write_config(agent: RL2, run_dir: Path) -> None:
+    family = agent.family
+    data = {
+        "rl2": json.loads(agent.config.to_json()),
+        "family": family.describe(),
+        "split_seed": family.split_seed,
+        "test_task_ids": [t.task_id for t in family.test],
+    }
+    atomic_write_text(run_dir / "config.json", json.dumps(data, indent=1))
+
+
+def train(
+    config: RL2Config,
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    max_updates: int | None = None,
+) -> RL2:
+    """Train RL² until ``config.total_env_steps``, logging and checkpointing into ``run_dir``.
+
+    With ``resume`` the newest valid checkpoint of ``run_dir`` is restored first (its config must
+    equal ``config``); without it, ``run_dir`` must not hold checkpoints already.
+    ``max_updates`` stops early after that many updates in this call (for tests and smoke runs).
+    """
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    run_dir = Path(run_dir)
+    agent = RL2(config)
+    found = latest_checkpoint(run_dir)
+    if found is not None and not resume:
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints; pass resume=True (--resume) or a new directory"
+        )
+    if found is not None:
+        path, state = found
+        saved = RL2Config.from_dict(json.loads(state["config"]), source=str(path))
+        if saved != config:
+            raise ValueError(
+                f"cannot resume {path}: its config differs from the one given ({saved} != {config})"
+            )
+        restore(agent, state)
+    _write_config(agent, run_dir)
+    csv_path = run_dir / "progress.csv"
+    new_csv = not csv_path.exists() or found is None
+    csv_file = csv_path.open("w" if new_csv else "a", newline="")
+    writer = csv.DictWriter(csv_file, fieldnames=_CSV_FIELDS, extrasaction="ignore")
+    if new_csv:
+        writer.writeheader()
+    tb = SummaryWriter(str(run_dir / "tb"))
+    total = agent.total_updates
+    bar = tqdm(
+        total=total, initial=agent.updates, disable=not progress, desc=f"RL² {config.family}", unit="upd"
+    )
+    done_here = 0
+    try:
+        while agent.env_steps < config.total_env_steps and (max_updates is None or done_here < max_updates):
+            t0, steps0 = time.perf_counter(), agent.env_steps
+            stats = agent.train_step()
+            dt = time.perf_counter() - t0
+            agent.train_seconds += dt
+            done_here += 1
+            row = {
+                "update": agent.updates,
+                "env_steps": agent.env_steps,
+                "wall_seconds": round(agent.train_seconds, 3),
+                "steps_per_second": round((agent.env_steps - steps0) / max(dt, 1e-9), 1),
+                **{k: round(v, 6) for k, v in stats.items()},
+            }
+            writer.writerow(row)
+            csv_file.flush()
+            for key in _CSV_FIELDS[4:]:
+                if key in stats:
+                    tb.add_scalar(f"rl2/{key}", stats[key], agent.env_steps)
+            tb.add_scalar("rl2/steps_per_second", row["steps_per_second"], agent.env_steps)
+            bar.update(1)
+            bar.set_postfix(trial_return=f"{stats['trial_return']:.3f}", sps=f"{row['steps_per_second']:.0f}")
+            if agent.updates % config.checkpoint_every == 0:
+                save_checkpoint(agent, run_dir)
+        save_checkpoint(agent, run_dir)
+    finally:
+        bar.close()
+        tb.close()
+        csv_file.close()
+    return agent
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a dict of :class:`RL2Config` fields."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read RL² config file {str(path)!r}: {exc}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(
+            f"RL² config file {str(path)!r} is not valid {path.suffix or 'JSON'}: {exc}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"RL² config file {str(path)!r} must hold a mapping of config keys")
+    return dict(data.get("rl2", data))
+
+
+def cli_train(
+    family: str,
+    config_path: str | os.PathLike[str] | None = None,
+    *,
+    resume: bool = False,
+    out_dir: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Path:
+    """What ``metarl train rl2 --family <id> [--config FILE] [--out DIR] [--resume]`` runs.
+
+    Args:
+        family: registered family id; must agree with the config file's ``family`` if it has one.
+        config_path: JSON or TOML file of :class:`RL2Config` fields (top level or under ``rl2``).
+        resume: continue from the newest valid checkpoint in ``out_dir``.
+        out_dir: run directory; default ``runs/rl2/<family>/seed<seed>``.
+        overrides: config fields set after the file is read (e.g. ``{"seed": 3}``).
+        progress: show the tqdm progress bar.
+
+    Returns:
+        The run directory.
+    """
+    data = load_config(config_path) if config_path is not None else {}
+    if "family" in data and data["family"] != family:
+        raise ValueError(f"--family {family!r} disagrees with the config file's family {data['family']!r}")
+    data = {**data, "family": family, **dict(overrides or {})}
+    config = RL2Config.from_dict(data, source=str(config_path or "--family"))
+    run_dir = Path(out_dir) if out_dir is not None else Path("runs") / "rl2" / family / f"seed{config.seed}"
+    train(config, run_dir, resume=resume, progress=progress)
+    return run_dir

@@ -1,0 +1,248 @@
+"""RL² trials: many trials of ``N`` episodes each, run side by side over a multi-task vector env.
+
+In RL² (Duan et al. 2016, "RL²: Fast Reinforcement Learning via Slow Reinforcement Learning",
+section 2.2) a recurrent policy meets one task for a whole *trial* of ``N`` episodes. At every step
+it receives
+
+    x_t = [ obs_t , a_{t-1} , r_{t-1} , d_{t-1} ]
+
+where ``obs_t`` is the observation (one-hot if the space is ``Discrete``), ``a_{t-1}`` the previous
+action (one-hot if ``Discrete``; for a ``Box``, the executed action rescaled to ``[-1, 1]``),
+``r_{t-1}`` the previous reward and ``d_{t-1}`` a flag that is 1 when the previous step ended an
+episode, i.e. when ``obs_t`` is the first observation of the next episode of the same trial. At the
+first step of a trial the previous action, reward and done flag are all zero. The hidden state is
+carried across the episodes of a trial and reset only between trials.
+
+:class:`TrialVecEnv` runs one trial per sub-env of a :func:`metarl.make_vec` vector env. The
+vector env autoresets on the same step (``metarl.vector``), so the observation returned on a
+done step is already the next episode's first observation and no step is lost between episodes.
+Trials of one batch start together; a sub-env whose trial has ended (its ``N``-th episode is over)
+keeps stepping, because a vector env steps all sub-envs, but it is marked inactive and its steps
+are padding. With fixed-length episodes (bandits, tabular MDPs) every trial ends on the same step
+and there is no padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from metarl.family import TaskFamily
+from metarl.task import Task
+from metarl.vector import make_vec
+
+__all__ = ["TaskSampler", "TrialInputs", "TrialStep", "TrialVecEnv"]
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+class TrialInputs:
+    """Encodes ``(obs, previous action, previous reward, done flag)`` into one float32 vector.
+
+    Supports ``Box`` and ``Discrete`` observation and action spaces. The layout of an input row is
+    ``[obs (obs_dim) | prev action (act_dim) | prev reward (1) | done flag (1)]``.
+
+    Continuous policies act in a normalised space ``u``: the env receives
+    ``centre + half_range * clip(u, -1, 1)`` for bounded ``Box`` actions (``u`` itself where a bound
+    is infinite), and the previous-action input is the clipped ``u``, so every family presents
+    inputs of the same scale.
+    """
+
+    def __init__(self, observation_space: gym.Space[Any], action_space: gym.Space[Any]) -> None:
+        for what, space in (("observation", observation_space), ("action", action_space)):
+            if not isinstance(space, (gym.spaces.Box, gym.spaces.Discrete)):
+                raise TypeError(f"RL² supports Box and Discrete {what} spaces, got {space}")
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.obs_discrete = isinstance(observation_space, gym.spaces.Discrete)
+        self.act_discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.obs_dim = (
+            int(observation_space.n) if self.obs_discrete else int(np.prod(observation_space.shape))
+        )
+        self.act_dim = int(action_space.n) if self.act_discrete else int(np.prod(action_space.shape))
+        self.input_dim = self.obs_dim + self.act_dim + 2
+        if not self.act_discrete:
+            low = np.asarray(action_space.low, dtype=np.float64).reshape(-1)
+            high = np.asarray(action_space.high, dtype=np.float64).reshape(-1)
+            bounded = np.isfinite(low) & np.isfinite(high)
+            self._bounded = bounded
+            self._centre = np.where(bounded, (low + high) / 2.0, 0.0)
+            self._half = np.where(bounded, (high - low) / 2.0, 1.0)
+
+    # -- observations -----------------------------------------------------------------------
+    def encode_obs(self, observations: np.ndarray) -> np.ndarray:
+        """``(n, *obs_shape)`` observations (or ``(n,)`` ints) -> ``(n, obs_dim)`` float32."""
+        obs = np.asarray(observations)
+        if self.obs_discrete:
+            index = obs.reshape(-1).astype(np.int64) - int(self.observation_space.start)
+            if index.size and (index.min() < 0 or index.max() >= self.obs_dim):
+                raise ValueError(f"observations {obs.tolist()} are outside {self.observation_space}")
+            return np.eye(self.obs_dim, dtype=np.float32)[index]
+        return obs.reshape(obs.shape[0], -1).astype(np.float32)
+
+    # -- actions ----------------------------------------------------------------------------
+    def encode_action(self, policy_actions: np.ndarray) -> np.ndarray:
+        """The previous-action input ``(n, act_dim)`` for policy actions (indices, or ``u``)."""
+        act = np.asarray(policy_actions)
+        if self.act_discrete:
+            return np.eye(self.act_dim, dtype=np.float32)[act.reshape(-1).astype(np.int64)]
+        u = act.reshape(act.shape[0], -1).astype(np.float64)
+        return np.where(self._bounded, np.clip(u, -1.0, 1.0), u).astype(np.float32)
+
+    def to_env(self, policy_actions: np.ndarray) -> np.ndarray:
+        """Policy actions -> actions the vector env accepts (``start``-offset ints, or rescaled ``u``)."""
+        act = np.asarray(policy_actions)
+        if self.act_discrete:
+            return act.reshape(-1).astype(np.int64) + int(self.action_space.start)
+        u = act.reshape(act.shape[0], -1).astype(np.float64)
+        env = np.where(self._bounded, self._centre + self._half * np.clip(u, -1.0, 1.0), u)
+        return env.reshape(act.shape[0], *self.action_space.shape).astype(self.action_space.dtype)
+
+    def build(
+        self,
+        observations: np.ndarray,
+        prev_actions: np.ndarray,
+        prev_rewards: np.ndarray,
+        prev_dones: np.ndarray,
+    ) -> np.ndarray:
+        """One input row per sub-env, ``(n, input_dim)`` float32.
+
+        ``prev_actions`` is already encoded (``(n, act_dim)``, see :meth:`encode_action`).
+        """
+        obs = self.encode_obs(observations)
+        n = obs.shape[0]
+        return np.concatenate(
+            [
+                obs,
+                np.asarray(prev_actions, dtype=np.float32).reshape(n, self.act_dim),
+                np.asarray(prev_rewards, dtype=np.float32).reshape(n, 1),
+                np.asarray(prev_dones, dtype=np.float32).reshape(n, 1),
+            ],
+            axis=1,
+        )
+
+
+class TaskSampler:
+    """Where training trials get their tasks.
+
+    ``"sample"`` draws fresh tasks from the family's distribution and redraws any that belongs to
+    the validation or test split, so held-out tasks are never trained on; ``"train"`` draws
+    uniformly (with replacement) from the fixed train split.
+    """
+
+    def __init__(self, family: TaskFamily, source: Literal["sample", "train"] = "sample") -> None:
+        if source not in ("sample", "train"):
+            raise ValueError(f"task source must be 'sample' or 'train', got {source!r}")
+        self.family = family
+        self.source = source
+        if source == "train" and not family.train:
+            raise ValueError(f"{family.id} has an empty train split; use task source 'sample'")
+        self._held_out = {t.task_id for t in (*family.validation, *family.test)}
+
+    def __call__(self, n: int, rng: np.random.Generator) -> list[Task]:
+        if self.source == "train":
+            train = self.family.train
+            return [train[i] for i in rng.integers(len(train), size=n)]
+        tasks: list[Task] = []
+        for _ in range(100 * n + 100):
+            if len(tasks) == n:
+                return tasks
+            task = self.family.sample(1, rng)[0]
+            if task.task_id not in self._held_out:
+                tasks.append(task)
+        raise ValueError(f"{self.family.id}: cannot sample tasks outside the held-out splits")
+
+
+@dataclass(frozen=True)
+class TrialStep:
+    """What :meth:`TrialVecEnv.step` returns, one entry per sub-env (trial).
+
+    Attributes:
+        inputs: ``(n, input_dim)`` the policy inputs for the next step.
+        rewards: ``(n,)`` float64 rewards of this step.
+        episode_done: ``(n,)`` this step ended an episode (termination or truncation).
+        active: ``(n,)`` this step belonged to a running trial (padding otherwise).
+        trial_done: ``(n,)`` the trial has ended (after this step).
+    """
+
+    inputs: np.ndarray
+    rewards: np.ndarray
+    episode_done: np.ndarray
+    active: np.ndarray
+    trial_done: np.ndarray
+
+
+class TrialVecEnv:
+    """``num_trials`` RL² trials of ``episodes_per_trial`` episodes, one per vector-env sub-env.
+
+    Args:
+        family: the task family.
+        num_trials: trials run side by side (sub-envs).
+        episodes_per_trial: ``N``, episodes of the same task in one trial.
+        backend: vector env backend (see :func:`metarl.make_vec`).
+    """
+
+    def __init__(
+        self,
+        family: TaskFamily,
+        num_trials: int,
+        episodes_per_trial: int,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        self.family = family
+        self.num_trials = _check_positive_int("num_trials", num_trials)
+        self.episodes_per_trial = _check_positive_int("episodes_per_trial", episodes_per_trial)
+        self._placeholder = family.sample(1, np.random.default_rng(0))[0]
+        self.vec = make_vec(family, [self._placeholder] * self.num_trials, backend=backend)
+        self.inputs = TrialInputs(self.vec.single_observation_space, self.vec.single_action_space)
+        #: Upper bound on a trial's length in steps.
+        self.max_trial_steps = self.episodes_per_trial * family.max_episode_steps
+        self._episodes = np.zeros(self.num_trials, dtype=np.int64)
+        self._started = False
+
+    def reset(self, tasks: Sequence[Task], seed: int | None = None) -> np.ndarray:
+        """Start a new trial in every sub-env (sub-env ``i`` on ``tasks[i]``); return the first inputs."""
+        tasks = list(tasks)
+        if len(tasks) != self.num_trials:
+            raise ValueError(f"reset needs {self.num_trials} tasks (one per trial), got {len(tasks)}")
+        self.vec.set_tasks(tasks)
+        obs, _ = self.vec.reset(seed=seed)
+        self._episodes[:] = 0
+        self._started = True
+        n = self.num_trials
+        return self.inputs.build(obs, np.zeros((n, self.inputs.act_dim)), np.zeros(n), np.zeros(n))
+
+    def step(self, policy_actions: np.ndarray) -> TrialStep:
+        """Step every sub-env with the policy's actions (see :meth:`TrialInputs.to_env`)."""
+        if not self._started:
+            raise RuntimeError("call TrialVecEnv.reset(tasks) before step()")
+        active = self._episodes < self.episodes_per_trial
+        obs, rewards, terms, truncs, _ = self.vec.step(self.inputs.to_env(policy_actions))
+        done = np.asarray(terms, dtype=bool) | np.asarray(truncs, dtype=bool)
+        rewards = np.asarray(rewards, dtype=np.float64)
+        self._episodes += done & active
+        inputs = self.inputs.build(obs, self.inputs.encode_action(policy_actions), rewards, done)
+        return TrialStep(
+            inputs=inputs,
+            rewards=rewards,
+            episode_done=done,
+            active=active,
+            trial_done=self._episodes >= self.episodes_per_trial,
+        )
+
+    @property
+    def episodes_done(self) -> np.ndarray:
+        """Episodes completed so far in each sub-env's trial."""
+        return self._episodes.copy()
+
+    def close(self) -> None:
+        self.vec.close()

@@ -1,0 +1,242 @@
+"""RL²: trial inputs, hidden-state handling, GAE, PPO loss, determinism, checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from metarl.agents.rl2 import RL2, RL2Config, RL2Learner, RL2Policy, collect_trials, ppo_loss, trial_gae
+from metarl.agents.rl2_train import latest_checkpoint, load_run, train
+from metarl.agents.rl2_trials import TrialInputs, TrialVecEnv
+
+from metarl import collect, evaluate, make_family, make_vec
+
+torch.set_num_threads(1)
+
+#: Small splits keep family set-up (the splits are drawn on first use) out of the test time.
+SPLITS = {"train": 8, "validation": 8, "test": 16}
+
+
+def small_config(**changes: object) -> RL2Config:
+    base = {
+        "family": "BernoulliBandit-v0",
+        "family_kwargs": {"n_arms": 3, "n_pulls": 5, "split_sizes": SPLITS},
+        "trials_per_update": 8,
+        "hidden_size": 16,
+        "ppo_epochs": 2,
+        "num_minibatches": 2,
+        "total_env_steps": 1000,
+        "checkpoint_every": 1,
+        "keep_checkpoints": 2,
+        "seed": 3,
+    }
+    return RL2Config.from_dict({**base, **changes})
+
+
+# ----------------------------------------------------------------------------- trial inputs
+def test_trial_inputs_across_episode_boundaries() -> None:
+    """Discrete obs and actions one-hot; prev action/reward/done exactly those of the last step."""
+    family = make_family(
+        "TabularMDP-v0", n_states=4, n_actions=3, n_episodes=2, max_episode_steps=3, split_sizes=SPLITS
+    )
+    task = family.test[0]
+    env = TrialVecEnv(family, num_trials=1, episodes_per_trial=2)
+    ref = make_vec(family, [task])  # the same sub-env stepped directly, for the expected values
+    x = env.reset([task], seed=11)
+    obs, _ = ref.reset(seed=11)
+    actions = [2, 0, 1, 1, 2, 0]
+    prev_a, prev_r, prev_d = np.zeros(3), 0.0, 0.0
+    for t, a in enumerate(actions):
+        expected = np.concatenate([np.eye(4)[obs[0]], prev_a, [prev_r, prev_d]]).astype(np.float32)
+        np.testing.assert_array_equal(x[0], expected)
+        step = env.step(np.array([a]))
+        obs, rew, term, trunc, _ = ref.step(np.array([a]))
+        prev_a, prev_r, prev_d = np.eye(3)[a], float(rew[0]), float(term[0] | trunc[0])
+        assert step.active[0]
+        assert step.episode_done[0] == (t in (2, 5))
+        assert step.trial_done[0] == (t == 5)
+        x = step.inputs
+    # at t=3 the input was the first state of episode 2 (state 0) with the done flag raised
+    assert env.episodes_done[0] == 2
+
+
+def test_trial_inputs_box_actions_normalised() -> None:
+    family = make_family("Navigation2D-v0")
+    env = TrialVecEnv(family, num_trials=2, episodes_per_trial=2)
+    x = env.reset(family.test[:2], seed=0)
+    assert x.shape == (2, env.inputs.input_dim) and env.inputs.input_dim == 2 + 2 + 2
+    np.testing.assert_array_equal(x[:, 2:], 0.0)
+    u = np.array([[0.5, -3.0], [1.0, 0.2]], dtype=np.float32)
+    step = env.step(u)
+    # the env moved by 0.1 * clip(u, -1, 1); the previous-action input is clip(u, -1, 1)
+    np.testing.assert_allclose(step.inputs[:, :2], [[0.05, -0.1], [0.1, 0.02]], rtol=1e-6)
+    np.testing.assert_allclose(step.inputs[:, 2:4], [[0.5, -1.0], [1.0, 0.2]])
+    np.testing.assert_allclose(step.inputs[:, 4], step.rewards.astype(np.float32))
+
+
+def test_trial_inputs_reject_unsupported_space() -> None:
+    import gymnasium as gym
+
+    with pytest.raises(TypeError, match="MultiBinary"):
+        TrialInputs(gym.spaces.MultiBinary(3), gym.spaces.Discrete(2))
+
+
+# ----------------------------------------------------------------------------- hidden state
+def test_hidden_state_persists_within_trial_and_resets_between_trials() -> None:
+    agent = RL2(
+        small_config(
+            family="TabularMDP-v0",
+            family_kwargs={"n_episodes": 3, "max_episode_steps": 4, "split_sizes": SPLITS},
+        )
+    )
+    gen = torch.Generator().manual_seed(0)
+    tasks = list(agent.family.test[:8])
+    batch = collect_trials(agent.model, agent.env, tasks, seed=5, generator=gen)
+    assert batch.mask.all() and batch.episode_done.sum(1).eq(3).all()
+    with torch.no_grad():
+        _, values, _ = agent.model(batch.inputs)  # one GRU pass over the whole trial from a zero state
+        torch.testing.assert_close(values, batch.values, rtol=0, atol=1e-5)
+        # resetting the state at the episode boundary (step 4) would give different values
+        _, cut, _ = agent.model(batch.inputs[:, 4:])
+        assert not torch.allclose(cut[:, 0], batch.values[:, 4], atol=1e-4)
+    # a new trial starts from a zero state
+    batch2 = collect_trials(agent.model, agent.env, tasks, seed=6, generator=gen)
+    with torch.no_grad():
+        _, v0, _ = agent.model(batch2.inputs[:, :1], agent.model.initial_state(8))
+    torch.testing.assert_close(v0[:, 0], batch2.values[:, 0], rtol=0, atol=1e-6)
+
+
+def test_rl2_policy_state_persists_across_rounds_and_ignores_inactive() -> None:
+    agent = RL2(small_config())
+    learner = agent.learner()
+    family = agent.family
+    vec = make_vec(family, family.test[:4])
+    adaptation = learner.begin_adaptation(vec, seed=0)
+    policy = adaptation.policy()
+    assert isinstance(policy, RL2Policy) and not policy.hidden.any()
+    rounds = [collect(vec, adaptation.policy(), 1, seed=r) for r in range(3)]
+    assert adaptation.policy() is policy
+    # rebuild the inputs of the 3 episodes and run the GRU over them from zero
+    xs, prev_a, prev_r, prev_d = [], np.zeros((4, 3)), np.zeros(4), np.zeros(4)
+    for b in rounds:
+        xs.append(policy.inputs.build(b.observations[:, 0], prev_a, prev_r, prev_d))
+        prev_a, prev_r, prev_d = np.eye(3)[b.actions[:, 0]], b.rewards[:, 0], np.ones(4)
+    with torch.no_grad():
+        _, _, h = agent.model(torch.from_numpy(np.stack(xs, 1)))
+    torch.testing.assert_close(policy.hidden, h, rtol=0, atol=1e-6)
+    # inactive sub-envs keep their state
+    before = (policy.hidden.clone(), policy.prev_actions.copy(), policy.prev_rewards.copy())
+    acts = policy(np.zeros((4, 1), dtype=np.float32))
+    policy.observe(
+        acts, np.ones(4), np.ones(4, bool), np.zeros(4, bool), np.array([True, False, True, False])
+    )
+    torch.testing.assert_close(policy.hidden[:, [1, 3]], before[0][:, [1, 3]], rtol=0, atol=0)
+    assert not torch.equal(policy.hidden[:, [0, 2]], before[0][:, [0, 2]])
+    np.testing.assert_array_equal(policy.prev_actions[[1, 3]], before[1][[1, 3]])
+    np.testing.assert_array_equal(policy.prev_rewards[[1, 3]], before[2][[1, 3]])
+    # a new adaptation starts from a zero state
+    assert not learner.begin_adaptation(vec, seed=0).policy().hidden.any()
+
+
+# ----------------------------------------------------------------------------- mathematics
+def test_trial_gae_against_hand_computation() -> None:
+    rewards = torch.tensor([[1.0, 0.0, 2.0], [1.0, 0.0, 9.0]])
+    values = torch.tensor([[0.5, 0.4, 0.3], [0.5, 0.4, 7.0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    adv, ret = trial_gae(rewards, values, mask, gamma=0.9, lam=0.8)
+    # row 0: delta = [1 + .9*.4 - .5, 0 + .9*.3 - .4, 2 - .3] = [.86, -.13, 1.7]; A_t = delta_t + .72 A_{t+1}
+    a2 = 1.7
+    a1 = -0.13 + 0.72 * a2
+    a0 = 0.86 + 0.72 * a1
+    # row 1 ends after step 1: no bootstrap from the padding, delta_1 = 0 - .4
+    b1 = -0.4
+    b0 = 0.86 + 0.72 * b1
+    expected = torch.tensor([[a0, a1, a2], [b0, b1, 0.0]])
+    torch.testing.assert_close(adv, expected)
+    torch.testing.assert_close(ret, (expected + values) * mask)
+
+
+def test_ppo_clipped_loss_on_hand_made_numbers() -> None:
+    ratios = torch.tensor([1.5, 0.5, 1.0, 0.5, 3.0])
+    adv = torch.tensor([1.0, 1.0, -2.0, -1.0, 5.0])
+    mask = torch.tensor([True, True, True, True, False])  # the last step is padding
+    loss, stats = ppo_loss(
+        ratios.log(),
+        torch.zeros(5),
+        adv,
+        torch.tensor([1.0, 2.0, 3.0, 1.0, 50.0]),
+        torch.ones(5),
+        torch.tensor([1.0, 1.0, 1.0, 1.0, 9.0]),
+        mask,
+        clip_coef=0.2,
+        vf_coef=0.5,
+        ent_coef=0.01,
+    )
+    # min(r A, clip(r) A): [min(1.5, 1.2), min(.5, .8), -2, min(-.5, -.8)] = [1.2, .5, -2, -.8]
+    pg = -(1.2 + 0.5 - 2.0 - 0.8) / 4
+    v = 0.5 * (0 + 1 + 4 + 0) / 4
+    assert stats["pg_loss"] == pytest.approx(pg)
+    assert stats["v_loss"] == pytest.approx(v)
+    assert stats["entropy"] == pytest.approx(1.0)
+    assert stats["clip_frac"] == pytest.approx(3 / 4)
+    assert float(loss) == pytest.approx(pg + 0.5 * v - 0.01)
+
+
+# ----------------------------------------------------------------------------- reproducibility
+def _params(agent: RL2) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in agent.model.parameters()]
+
+
+def test_same_seed_gives_bit_identical_parameters() -> None:
+    runs = []
+    for seed in (3, 3, 4):
+        agent = RL2(small_config(seed=seed))
+        agent.train_step()
+        agent.train_step()
+        runs.append(_params(agent))
+    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(runs[0], runs[2], strict=True))
+
+
+def test_save_load_round_trip_gives_identical_actions(tmp_path) -> None:
+    config = small_config()
+    agent = train(config, tmp_path / "run", progress=False, max_updates=2)
+    loaded = RL2Learner.load(tmp_path / "run")
+    kw = {"n_tasks": 16, "rounds": 5, "episodes_per_round": 1, "seed": 7}
+    family = make_family(config.family, **config.family_kwargs)
+    a = evaluate(agent.learner(), family, **kw)
+    b = evaluate(loaded, family, **kw)
+    np.testing.assert_array_equal(a.returns, b.returns)
+    torch.testing.assert_close(loaded.model.state_dict(), agent.model.state_dict(), rtol=0, atol=0)
+    assert (tmp_path / "run" / "config.json").exists() and (tmp_path / "run" / "progress.csv").exists()
+
+
+def test_resume_continues_bit_identically_and_skips_corrupt(tmp_path) -> None:
+    config = small_config()
+    straight = train(config, tmp_path / "a", progress=False, max_updates=3)
+    train(config, tmp_path / "b", progress=False, max_updates=2)
+    with pytest.raises(FileExistsError):
+        train(config, tmp_path / "b", progress=False, max_updates=1)
+    resumed = train(config, tmp_path / "b", resume=True, progress=False, max_updates=1)
+    assert resumed.updates == straight.updates == 3
+    assert all(torch.equal(a, b) for a, b in zip(_params(straight), _params(resumed), strict=True))
+    ckpts = sorted((tmp_path / "b" / "checkpoints").glob("ckpt_*.pt"))
+    assert len(ckpts) == config.keep_checkpoints
+    ckpts[-1].write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="skipping unreadable"):
+        found = latest_checkpoint(tmp_path / "b")
+    assert found is not None and found[0] == ckpts[-2]
+    with pytest.warns(UserWarning):
+        assert load_run(tmp_path / "b").updates == 2
+
+
+def test_config_errors_name_the_value() -> None:
+    with pytest.raises(ValueError, match=r"trials_per_update.*-1"):
+        small_config(trials_per_update=-1)
+    with pytest.raises(ValueError, match=r"unknown RL2 config keys.*'hiden_size'"):
+        RL2Config.from_dict({"hiden_size": 3})
+    with pytest.raises(ValueError, match="episodes_per_trial=7 disagrees"):
+        RL2(small_config(episodes_per_trial=7))
+    assert math.isfinite(RL2(small_config()).train_step()["trial_return"])
