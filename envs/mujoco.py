@@ -86,10 +86,11 @@ def check_env_kwargs(env_class: type, env_kwargs: Mapping[str, Any]) -> dict[str
         ValueError: naming the unknown keyword and listing the accepted ones.
     """
     accepted: set[str] = set()
-    for cls in (env_class, MujocoEnv):
-        params = inspect.signature(cls.__init__).parameters.values()
-        accepted |= {p.name for p in params if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD}
-    accepted -= {"self", "model_path", "observation_space"}
+    for cls in env_class.__mro__:  # the Gymnasium classes' keywords (metarl's envs take **kwargs)
+        if issubclass(cls, MujocoEnv) and "__init__" in vars(cls):
+            params = inspect.signature(cls.__init__).parameters.values()
+            accepted |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    accepted -= {"self", "family", "model_path", "observation_space"}
     unknown = sorted(set(env_kwargs) - accepted)
     if unknown:
         raise ValueError(
