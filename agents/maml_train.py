@@ -1,0 +1,324 @@
+"""Meta-training MAML-TRPO: sampling meta-batches, logging, checkpoints and resuming.
+
+One meta-iteration (:func:`meta_iteration`), following Finn et al. 2017, algorithm 3:
+
+1. draw ``meta_batch_size`` training tasks; run the current policy for ``episodes_per_task``
+   episodes on each (the *inner* or pre-adaptation batch);
+2. fit a linear baseline per task, take the inner gradient step(s) per task;
+3. run each task's adapted policy for ``episodes_per_task`` episodes (the *validation* or
+   post-adaptation batch);
+4. TRPO update of the initialisation on the post-adaptation surrogate (:meth:`MAMLTRPO.meta_step`).
+
+:func:`train` runs the loop with a tqdm bar (pre/post-adaptation return, env steps/s), a CSV log
+(``progress.csv``), TensorBoard events (``tb/``) and checkpoints (``checkpoints/``) under
+``config.run_dir``. :func:`cli_train` is the entry point of ``metarl train maml-trpo``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from metarl.agents.advantages import task_advantages
+from metarl.agents.checkpoint import (
+    load_checkpoint,
+    load_latest_checkpoint,
+    numpy_rng_from_state,
+    numpy_rng_state,
+    save_checkpoint,
+)
+from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, task_tensors
+from metarl.agents.policies import PolicySampler, make_policy
+
+from metarl.evaluation import atomic_write_text
+from metarl.family import TaskFamily
+from metarl.registry import make_family
+from metarl.rollout import collect
+from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, make_vec
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "build",
+    "checkpoint_payload",
+    "cli_train",
+    "load_algorithm",
+    "load_config_file",
+    "meta_iteration",
+    "restore",
+    "train",
+]
+
+CHECKPOINT_FORMAT = "metarl.maml_trpo.checkpoint/1"
+_CSV_FIELDS = ["iteration", "env_steps", "pre_return", "post_return", "loss_before", "loss_after", "kl",
+               "ls_tries", "accepted", "grad_norm", "t_sample", "t_inner", "t_outer", "steps_per_s", "wall_s"]  # fmt: skip
+
+
+def make_train_family(config: MAMLTRPOConfig) -> TaskFamily:
+    """The family, with the training split resized if ``config.train_tasks`` is set (the test split
+    does not depend on the training split's size)."""
+    if config.train_tasks is None:
+        return make_family(config.family)
+    return make_family(config.family, split_sizes={"train": config.train_tasks})
+
+
+def build(config: MAMLTRPOConfig, family: TaskFamily | None = None) -> tuple[MAMLTRPO, torch.Generator]:
+    """A fresh MAML-TRPO learner whose policy is initialised from a generator seeded with ``config.seed``."""
+    family = family or make_train_family(config)
+    env = family.make_env(family.train[0])
+    generator = torch.Generator().manual_seed(config.seed)
+    policy = make_policy(
+        env.observation_space,
+        env.action_space,
+        config.hidden_sizes,
+        config.nonlinearity,
+        config.init_std,
+        generator,
+    )
+    env.close()
+    return MAMLTRPO(policy, config), generator
+
+
+def meta_iteration(
+    algo: MAMLTRPO,
+    vec: BatchedTaskVectorEnv | SyncTaskVectorEnv,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """One meta-update on the tasks currently set in ``vec``; returns returns, TRPO stats and timings
+    (``t_sample``: environment rollouts, ``t_inner``: baselines and inner steps for sampling,
+    ``t_outer``: validation baselines and the TRPO update)."""
+    cfg = algo.config
+    K, ept = len(vec.tasks), vec.envs_per_task
+    t_sample = t_inner = 0.0
+    inner_data = []
+    params = {n: p.detach().expand(K, *p.shape) for n, p in algo.policy.named_parameters()}
+    pre_returns: list[float] = []
+    for _ in range(cfg.inner_steps):
+        t0 = time.perf_counter()
+        episodes = collect(vec, PolicySampler(algo.policy, params, generator, envs_per_task=ept),
+                           cfg.episodes_per_task, seed=int(rng.integers(2**31)))  # fmt: skip
+        t1 = time.perf_counter()
+        adv = task_advantages(episodes, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
+        inner_data.append(task_tensors(episodes, adv, normalize=cfg.normalize_advantages))
+        params = algo.adapted_params(inner_data, K, create_graph=False)
+        pre_returns.append(float(episodes.returns.mean()))
+        t_sample += t1 - t0
+        t_inner += time.perf_counter() - t1
+    t0 = time.perf_counter()
+    valid = collect(vec, PolicySampler(algo.policy, params, generator, envs_per_task=ept),
+                    cfg.episodes_per_task, seed=int(rng.integers(2**31)))  # fmt: skip
+    t1 = time.perf_counter()
+    adv = task_advantages(valid, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
+    stats = algo.meta_step(inner_data, task_tensors(valid, adv, normalize=cfg.normalize_advantages))
+    t2 = time.perf_counter()
+    post = float(valid.returns.mean())
+    env_steps = valid.env_steps * (cfg.inner_steps + 1)
+    return {
+        **stats,
+        "pre_return": pre_returns[0] if pre_returns else post,
+        "post_return": post,
+        "env_steps_iter": float(env_steps),
+        "t_sample": t_sample + (t1 - t0),
+        "t_inner": t_inner,
+        "t_outer": t2 - t1,
+    }
+
+
+def checkpoint_payload(
+    algo: MAMLTRPO,
+    family: TaskFamily,
+    iteration: int,
+    env_steps: int,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+) -> dict[str, Any]:
+    """Everything needed to resume: state dicts, config JSON, the task split ids and RNG states."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "iteration": int(iteration),
+        "env_steps": int(env_steps),
+        "policy": algo.policy.state_dict(),
+        "step_sizes": {n: v.detach().clone() for n, v in algo.step_sizes.items()},
+        "config": algo.config.to_json(),
+        "task_split": {
+            "family": family.id,
+            "split_seed": family.split_seed,
+            **{s: [t.task_id for t in family.split(s)] for s in ("train", "validation", "test")},
+        },
+        "rng": {"numpy": numpy_rng_state(rng), "torch": gen.get_state()},
+    }
+
+
+def restore(algo: MAMLTRPO, data: Mapping[str, Any]) -> tuple[np.random.Generator, torch.Generator]:
+    """Load the meta-parameters of checkpoint ``data`` into ``algo``; return the restored RNGs."""
+    if data.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"not a MAML-TRPO checkpoint: format {data.get('format')!r}, expected {CHECKPOINT_FORMAT!r}"
+        )
+    algo.policy.load_state_dict(data["policy"])
+    if set(data["step_sizes"]) != set(algo.step_sizes):
+        raise ValueError("checkpoint and config disagree on meta_sgd (learned step sizes)")
+    with torch.no_grad():
+        for n, v in data["step_sizes"].items():
+            algo.step_sizes[n].copy_(v)
+    gen = torch.Generator()
+    gen.set_state(data["rng"]["torch"])
+    return numpy_rng_from_state(data["rng"]["numpy"]), gen
+
+
+def load_algorithm(path: str | os.PathLike[str]) -> MAMLTRPO:
+    """A :class:`MAMLTRPO` rebuilt from a checkpoint file (config from the checkpoint itself)."""
+    data = load_checkpoint(path)
+    config = MAMLTRPOConfig.from_dict(json.loads(data["config"]))
+    algo, _ = build(config)
+    restore(algo, data)
+    return algo
+
+
+def _check_split(family: TaskFamily, data: Mapping[str, Any]) -> None:
+    saved = data["task_split"]
+    for split in ("train", "test"):
+        if saved[split] != [t.task_id for t in family.split(split)]:
+            raise ValueError(
+                f"the checkpoint's {split} tasks differ from {family.id}'s current {split} split"
+            )
+
+
+def train(config: MAMLTRPOConfig, *, resume: bool = False, progress: bool = True) -> MAMLTRPO:
+    """Meta-train MAML-TRPO; returns the learner (its ``learner()`` is a :class:`metarl.MetaLearner`).
+
+    With ``resume``, continue from the newest valid checkpoint in ``<run_dir>/checkpoints`` (the
+    meta-parameters, iteration count and RNG states are restored, so a resumed run continues the
+    same random streams); without one, start afresh.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    run_dir = Path(config.run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    family = make_train_family(config)
+    algo, gen = build(config, family)
+    rng = np.random.default_rng(config.seed)
+    start, env_steps = 0, 0
+    found = load_latest_checkpoint(ckpt_dir, ("format", "policy", "rng")) if resume else None
+    if found is not None:
+        _check_split(family, found[1])
+        rng, gen = restore(algo, found[1])
+        start, env_steps = int(found[1]["iteration"]), int(found[1]["env_steps"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.json", config.to_json())
+    train_tasks = family.train
+    B = config.meta_batch_size
+    vec = make_vec(family, train_tasks[:B] if len(train_tasks) >= B else [train_tasks[0]] * B,
+                   envs_per_task=config.episodes_per_task, backend=config.backend)  # fmt: skip
+    csv_path = run_dir / "progress.csv"
+    new_csv = not (resume and csv_path.exists())
+    csv_file = csv_path.open("w" if new_csv else "a", newline="")
+    log = csv.DictWriter(csv_file, fieldnames=_CSV_FIELDS)
+    if new_csv:
+        log.writeheader()
+    writer = SummaryWriter(str(run_dir / "tb"))
+    writer.add_text("config", f"```\n{config.to_json()}\n```", start)
+    t_start = time.perf_counter()
+    bar = tqdm(range(start, config.meta_iterations), initial=start, total=config.meta_iterations,
+               disable=not progress, desc="MAML-TRPO", dynamic_ncols=True)  # fmt: skip
+    iteration = start
+    try:
+        for iteration in bar:
+            t0 = time.perf_counter()
+            chosen = rng.choice(len(train_tasks), size=B, replace=len(train_tasks) < B)
+            vec.set_tasks([train_tasks[i] for i in chosen])
+            stats = meta_iteration(algo, vec, rng, gen)
+            dt = time.perf_counter() - t0
+            env_steps += int(stats["env_steps_iter"])
+            row = {k: stats.get(k, 0.0) for k in _CSV_FIELDS}
+            row |= {"iteration": iteration + 1, "env_steps": env_steps, "steps_per_s": stats["env_steps_iter"] / dt,
+                    "wall_s": time.perf_counter() - t_start}  # fmt: skip
+            log.writerow(row)
+            csv_file.flush()
+            for key in (
+                "pre_return",
+                "post_return",
+                "kl",
+                "loss_after",
+                "steps_per_s",
+                "t_sample",
+                "t_outer",
+            ):
+                writer.add_scalar(f"train/{key}", row[key], env_steps)
+            bar.set_postfix(pre=f"{row['pre_return']:.1f}", post=f"{row['post_return']:.1f}",
+                            sps=f"{row['steps_per_s']:.0f}")  # fmt: skip
+            out_of_time = (
+                config.time_budget_s is not None and time.perf_counter() - t_start > config.time_budget_s
+            )
+            if (iteration + 1) % config.checkpoint_every == 0 or out_of_time:
+                save_checkpoint(ckpt_dir, iteration + 1, checkpoint_payload(algo, family, iteration + 1, env_steps, rng, gen),
+                                keep=config.keep_checkpoints)  # fmt: skip
+            if out_of_time:
+                bar.write(
+                    f"time budget of {config.time_budget_s:.0f}s reached after {iteration + 1} iterations"
+                )
+                break
+        else:
+            if config.meta_iterations > start and config.meta_iterations % config.checkpoint_every:
+                save_checkpoint(ckpt_dir, config.meta_iterations,
+                                checkpoint_payload(algo, family, config.meta_iterations, env_steps, rng, gen),
+                                keep=config.keep_checkpoints)  # fmt: skip
+    finally:
+        bar.close()
+        writer.close()
+        csv_file.close()
+        vec.close()
+    return algo
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a config file: JSON (``.json``) or TOML (``.toml``), a flat table of config keys."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read config file {str(path)!r}: {exc}") from exc
+    if path.suffix == ".toml":
+        data: Any = tomllib.loads(text)
+    elif path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        raise ValueError(f"config file {str(path)!r} must end in .json or .toml")
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a table of config keys")
+    return data
+
+
+def cli_train(
+    family: str,
+    config_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    run_dir: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Entry point of ``metarl train maml-trpo --family <id> [--config FILE] [--resume]``.
+
+    Config precedence: defaults < ``config_path`` < ``overrides`` < ``family``/``run_dir``. The run
+    directory defaults to ``runs/maml_trpo/<family>/seed<seed>``. Returns the run directory.
+    """
+    values: dict[str, Any] = load_config_file(config_path) if config_path is not None else {}
+    values.update(overrides or {})
+    values["family"] = family
+    make_family(family)  # an unknown id fails here, listing the registered ones
+    if run_dir is not None:
+        values["run_dir"] = run_dir
+    elif "run_dir" not in values:
+        values["run_dir"] = str(Path("runs") / "maml_trpo" / family / f"seed{values.get('seed', 0)}")
+    config = MAMLTRPOConfig.from_dict(values)
+    train(config, resume=resume, progress=progress)
+    return Path(config.run_dir)

@@ -1,0 +1,474 @@
+"""MAML-TRPO: model-agnostic meta-learning with a TRPO outer loop (Finn et al. 2017, "Model-Agnostic
+Meta-Learning for Fast Adaptation of Deep Networks", section 3.2 and 5.3).
+
+Reads top to bottom:
+
+1. :class:`MAMLTRPOConfig`, every hyperparameter with its meaning;
+2. the data of one meta-batch as tensors with a leading task axis (:class:`TaskTensors`);
+3. the losses: the inner REINFORCE loss and the outer surrogate and KL;
+4. the inner loop, :func:`adapt`: ``theta'_k = theta - alpha * grad L_k(theta)`` for every task ``k``,
+   optionally keeping the graph for second-order meta-gradients;
+5. the outer loop, :meth:`MAMLTRPO.meta_step`: TRPO on the post-adaptation surrogate, with
+   Hessian-vector products of the KL *through the inner step*, conjugate gradient, a step scaled to
+   the KL bound and a backtracking line search;
+6. :class:`MAMLLearner`, the :class:`metarl.MetaLearner` used for meta-testing.
+
+Training (sampling, logging, checkpoints) lives in :mod:`metarl.agents.maml_train`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from metarl.agents.advantages import task_advantages
+from metarl.agents.policies import DistParams, MLPPolicy, Params, PolicySampler
+from metarl.agents.trpo import (
+    backtracking_line_search,
+    conjugate_gradient,
+    flat_grad,
+    flatten,
+    hessian_vector_product,
+    trust_region_step,
+    unflatten,
+)
+from torch import Tensor
+from torch.func import functional_call, vmap
+
+from metarl.evaluation import AdaptationUnit
+from metarl.rollout import EpisodeBatch
+from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv
+
+__all__ = [
+    "MAMLTRPO",
+    "MAMLLearner",
+    "MAMLTRPOConfig",
+    "TaskTensors",
+    "adapt",
+    "inner_loss",
+    "map_tasks",
+    "outer_losses",
+    "task_tensors",
+]
+
+TaskBatching = Literal["loop", "vmap"]
+
+
+# ----------------------------------------------------------------------------------------- 1. config
+@dataclass(frozen=True)
+class MAMLTRPOConfig:
+    """Hyperparameters of MAML-TRPO; defaults are the 2D-navigation settings of Finn et al. 2017."""
+
+    family: str = "Navigation2D-v0"
+    """Registered task-family id to meta-train on."""
+    seed: int = 0
+    """Seeds the policy initialisation, task sampling, episode resets and action noise."""
+    meta_iterations: int = 500
+    """Number of outer (meta) updates."""
+    meta_batch_size: int = 20
+    """Tasks per meta-batch (20 for 2D navigation, 40 for locomotion)."""
+    episodes_per_task: int = 20
+    """Episodes per task for each inner step and for the post-adaptation (validation) batch."""
+    train_tasks: int | None = None
+    """Size of the family's training split the meta-batches are drawn from (None: family default)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden-layer widths of the policy MLP ((100, 100) in the paper, (64, 64) in later ports)."""
+    nonlinearity: str = "tanh"
+    """Hidden nonlinearity, "tanh" or "relu" (the paper uses relu)."""
+    init_std: float = 1.0
+    """Initial standard deviation of the Gaussian policy."""
+    inner_steps: int = 1
+    """Inner gradient steps during meta-training (each on freshly sampled episodes)."""
+    inner_lr: float = 0.1
+    """Inner step size alpha (the initial value of the learned step sizes with Meta-SGD)."""
+    meta_sgd: bool = False
+    """Learn one inner step size per parameter (Meta-SGD, Li et al. 2017)."""
+    first_order: bool = False
+    """Drop the second-order term: treat the inner gradient as a constant (first-order MAML)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE lambda; 1.0 gives Monte-Carlo returns minus the baseline."""
+    baseline_reg: float = 1e-5
+    """Ridge coefficient of the per-task linear feature baseline."""
+    normalize_advantages: bool = True
+    """Standardise advantages per task (as the reference implementation does)."""
+    max_kl: float = 0.01
+    """TRPO's bound on the mean KL between the old and new adapted policies."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations."""
+    cg_damping: float = 1e-5
+    """Damping added to the KL Hessian."""
+    ls_max_steps: int = 15
+    """Backtracking line-search steps."""
+    ls_backtrack_ratio: float = 0.8
+    """Line-search shrink factor."""
+    task_batching: TaskBatching = "loop"
+    """How per-task computations are batched: "loop" (one graph per task) or "vmap" (torch.func.vmap
+    over the task axis); identical results, see the benchmark README for speed."""
+    time_budget_s: float | None = None
+    """Stop early (with a final checkpoint) once training has run this many seconds (None: no limit)."""
+    run_dir: str = "runs/maml_trpo"
+    """Directory for logs, TensorBoard events and checkpoints."""
+    checkpoint_every: int = 10
+    """Save a checkpoint every this many meta-iterations (and at the end)."""
+    keep_checkpoints: int = 3
+    """Keep only the most recent this many checkpoints."""
+    backend: str = "auto"
+    """Vector-env backend for sampling, see metarl.make_vec."""
+
+    def __post_init__(self) -> None:
+        positive = ("meta_iterations", "meta_batch_size", "episodes_per_task", "cg_iters", "ls_max_steps",
+                    "checkpoint_every", "keep_checkpoints")  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(self.inner_steps, int) or self.inner_steps < 0:
+            raise ValueError(f"inner_steps must be a non-negative int, got {self.inner_steps!r}")
+        if self.train_tasks is not None and (not isinstance(self.train_tasks, int) or self.train_tasks < 1):
+            raise ValueError(f"train_tasks must be a positive int or None, got {self.train_tasks!r}")
+        if not self.hidden_sizes or any(not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be positive ints, got {self.hidden_sizes!r}")
+        for name in ("inner_lr", "max_kl", "init_std"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.cg_damping < 0 or self.baseline_reg < 0:
+            raise ValueError(
+                f"cg_damping and baseline_reg must be >= 0, got {self.cg_damping}, {self.baseline_reg}"
+            )
+        if not 0.0 < self.ls_backtrack_ratio < 1.0:
+            raise ValueError(f"ls_backtrack_ratio must be in (0, 1), got {self.ls_backtrack_ratio!r}")
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be positive or None, got {self.time_budget_s!r}")
+        if self.task_batching not in ("loop", "vmap"):
+            raise ValueError(f"task_batching must be 'loop' or 'vmap', got {self.task_batching!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MAMLTRPOConfig:
+        """Build a config from a mapping; an unknown key raises ``ValueError`` naming it."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown MAML-TRPO config key(s) {unknown}; valid keys: {sorted(names)}")
+        values = dict(data)
+        if "hidden_sizes" in values:
+            values["hidden_sizes"] = tuple(values["hidden_sizes"])
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> MAMLTRPOConfig:
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["hidden_sizes"] = list(self.hidden_sizes)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+
+# ------------------------------------------------------------------------------ 2. meta-batch data
+class TaskTensors(NamedTuple):
+    """One batch of episodes per task, flattened to steps: every field has a leading task axis ``K``.
+
+    Steps are gathered so each task's real steps come first; ``weights`` is ``1 / n_k`` on the
+    ``n_k`` real steps of task ``k`` and 0 on padding, so ``(weights * x).sum(-1)`` is a per-task mean.
+    """
+
+    obs: Tensor  # (K, N, obs_dim)
+    actions: Tensor  # (K, N, act_dim) or (K, N)
+    advantages: Tensor  # (K, N)
+    weights: Tensor  # (K, N)
+
+    def task(self, k: int) -> TaskTensors:
+        return TaskTensors(*(x[k] for x in self))
+
+
+def task_tensors(
+    episodes: EpisodeBatch,
+    advantages: np.ndarray,
+    *,
+    normalize: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> TaskTensors:
+    """Turn a task-major :class:`metarl.EpisodeBatch` and its ``(K, E, T)`` advantages into tensors."""
+    ep = episodes.by_task()
+    K = ep.rewards.shape[0]
+    mask = ep.mask.reshape(K, -1)
+    n_valid = mask.sum(1)
+    order = np.argsort(~mask, axis=1, kind="stable")[:, : int(n_valid.max())]
+    take = lambda x: np.take_along_axis(x.reshape(K, mask.shape[1], -1), order[..., None], 1)  # noqa: E731
+    obs = take(ep.observations)
+    actions = take(ep.actions)
+    actions = (
+        actions[..., 0]
+        if ep.actions.ndim == 3
+        else actions.reshape(*actions.shape[:2], *ep.actions.shape[3:])
+    )
+    valid = np.take_along_axis(mask, order, 1)
+    weights = valid / n_valid[:, None]
+    adv = np.take_along_axis(advantages.reshape(K, -1), order, 1)
+    if normalize:
+        mean = (weights * adv).sum(1, keepdims=True)
+        std = np.sqrt((weights * (adv - mean) ** 2).sum(1, keepdims=True))
+        adv = (adv - mean) / (std + 1e-8)
+    adv = np.where(valid, adv, 0.0)
+    act_dtype = torch.long if np.issubdtype(actions.dtype, np.integer) else dtype
+    return TaskTensors(
+        torch.as_tensor(obs, dtype=dtype),
+        torch.as_tensor(actions, dtype=act_dtype),
+        torch.as_tensor(adv, dtype=dtype),
+        torch.as_tensor(weights, dtype=dtype),
+    )
+
+
+def map_tasks(fn: Callable[..., Any], params: Params, *per_task: Any, batching: TaskBatching = "loop") -> Any:
+    """Apply ``fn(params_k, *per_task_k)`` to every task ``k`` and stack the results.
+
+    ``params`` and every argument in ``per_task`` carry a leading task axis (tensors, or tuples of
+    tensors). ``"vmap"`` runs one batched computation (:func:`torch.func.vmap`); ``"loop"`` builds one
+    small graph per task and stacks them. Both are differentiable, also twice.
+    """
+    if batching == "vmap":
+        return vmap(fn)(params, *per_task)
+    K = next(iter(params.values())).shape[0]
+    outs = [fn({n: p[k] for n, p in params.items()}, *_index(per_task, k)) for k in range(K)]
+    if isinstance(outs[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*outs, strict=True))
+    return torch.stack(outs)
+
+
+def _index(tree: Any, k: int) -> Any:
+    if isinstance(tree, tuple):
+        return tuple(_index(x, k) for x in tree)
+    return tree[k]
+
+
+# ------------------------------------------------------------------------------------ 3. the losses
+def inner_loss(policy: MLPPolicy, params: Params, data: TaskTensors) -> Tensor:
+    """REINFORCE for one task: ``-mean_t log pi(a_t | s_t) A_t`` (Williams 1992), the inner loss of
+    MAML for RL (Finn et al. 2017, eq. 4)."""
+    dist = functional_call(policy, params, (data.obs,))
+    return -(data.weights * policy.log_prob(dist, data.actions) * data.advantages).sum(-1)
+
+
+def outer_losses(
+    policy: MLPPolicy, params: Params, data: TaskTensors, old_dist: DistParams
+) -> tuple[Tensor, Tensor]:
+    """TRPO's surrogate ``-mean_t (pi / pi_old) A_t`` and ``mean_t KL(pi_old || pi)`` for one task."""
+    dist = functional_call(policy, params, (data.obs,))
+    ratio = torch.exp(policy.log_prob(dist, data.actions) - policy.log_prob(old_dist, data.actions))
+    surrogate = -(data.weights * ratio * data.advantages).sum(-1)
+    kl = (data.weights * policy.kl(old_dist, dist)).sum(-1)
+    return surrogate, kl
+
+
+# --------------------------------------------------------------------------------- 4. the inner loop
+def adapt(
+    policy: MLPPolicy,
+    params: Params,
+    step_sizes: Mapping[str, Tensor | float],
+    inner_data: list[TaskTensors],
+    *,
+    create_graph: bool,
+    batching: TaskBatching = "loop",
+) -> Params:
+    """Inner gradient steps for ``K`` tasks at once: ``theta_k <- theta_k - alpha * grad L_k(theta_k)``.
+
+    ``params`` may be shared (no task axis; it is broadcast to the ``K`` tasks of ``inner_data``) or
+    per task (leading axis ``K``). Gradients of the summed per-task losses w.r.t. the broadcast
+    parameters are exactly the per-task gradients, because ``L_k`` depends only on ``theta_k``.
+    With ``create_graph`` the result stays differentiable w.r.t. ``params`` through the gradient
+    (second-order MAML); without it the gradient is a constant (first-order MAML, Finn et al. 2017,
+    section 5.2; Nichol et al. 2018).
+    """
+    base_dims = {n: p.dim() for n, p in policy.named_parameters()}
+    for data in inner_data:
+        K = data.obs.shape[0]
+        params = {n: p if p.dim() > base_dims[n] else p.expand(K, *p.shape) for n, p in params.items()}
+        losses = map_tasks(
+            lambda p, d: inner_loss(policy, p, TaskTensors(*d)), params, tuple(data), batching=batching
+        )
+        grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=create_graph)
+        if not create_graph:
+            grads = tuple(g.detach() for g in grads)
+        params = {n: p - step_sizes[n] * g for (n, p), g in zip(params.items(), grads, strict=True)}
+    return params
+
+
+# --------------------------------------------------------------------------------- 5. the outer loop
+class MAMLTRPO:
+    """The meta-parameters (policy initialisation, and with Meta-SGD the step sizes) and their update.
+
+    Args:
+        policy: the policy module; its parameters are the meta-learned initialisation.
+        config: the hyperparameters.
+    """
+
+    def __init__(self, policy: MLPPolicy, config: MAMLTRPOConfig) -> None:
+        self.policy = policy
+        self.config = config
+        self.step_sizes: dict[str, Tensor] = {}
+        if config.meta_sgd:
+            # Meta-SGD (Li et al. 2017): a learned step size per parameter entry, part of theta.
+            self.step_sizes = {
+                n: torch.full_like(p, config.inner_lr, requires_grad=True)
+                for n, p in policy.named_parameters()
+            }
+
+    def meta_parameters(self) -> list[Tensor]:
+        """Everything the outer loop updates, in a fixed order."""
+        return list(self.policy.parameters()) + list(self.step_sizes.values())
+
+    def inner_step_sizes(self) -> Mapping[str, Tensor | float]:
+        if self.step_sizes:
+            return self.step_sizes
+        return {n: self.config.inner_lr for n, _ in self.policy.named_parameters()}
+
+    def adapted_params(self, inner_data: list[TaskTensors], n_tasks: int, *, create_graph: bool) -> Params:
+        """Per-task parameters (leading axis ``n_tasks``) after the inner steps on ``inner_data``."""
+        params = {n: p.expand(n_tasks, *p.shape) for n, p in self.policy.named_parameters()}
+        return adapt(
+            self.policy, params, self.inner_step_sizes(), inner_data,
+            create_graph=create_graph, batching=self.config.task_batching,
+        )  # fmt: skip
+
+    def objective(
+        self,
+        inner_data: list[TaskTensors],
+        valid: TaskTensors,
+        old_dist: DistParams | None,
+        *,
+        create_graph: bool,
+    ) -> tuple[Tensor, Tensor, DistParams]:
+        """Mean over tasks of the post-adaptation surrogate and KL, and the adapted distributions.
+
+        With ``old_dist=None`` the current adapted policy is its own old policy (ratio 1, KL 0; the
+        gradient and the KL Hessian are still correct)."""
+        adapted = self.adapted_params(inner_data, valid.obs.shape[0], create_graph=create_graph)
+        if old_dist is None:
+            with torch.no_grad():
+                fwd = lambda p, o: functional_call(self.policy, p, (o,))  # noqa: E731
+                old_dist = map_tasks(fwd, adapted, valid.obs, batching=self.config.task_batching)
+        surrogate, kl = map_tasks(
+            lambda p, d, od: outer_losses(self.policy, p, TaskTensors(*d), od),
+            adapted, tuple(valid), old_dist, batching=self.config.task_batching,
+        )  # fmt: skip
+        return surrogate.mean(), kl.mean(), old_dist
+
+    def meta_step(self, inner_data: list[TaskTensors], valid: TaskTensors) -> dict[str, float]:
+        """One TRPO update of the meta-parameters on the post-adaptation surrogate.
+
+        The KL between the old and new *adapted* policies is computed through the inner step, so its
+        Hessian-vector products differentiate through the inner gradient (double backprop; with
+        ``first_order`` the inner gradient is held constant). Solve ``H x = g`` by conjugate gradient,
+        scale to the KL bound, and backtrack until the KL bound holds and the surrogate improves.
+        """
+        cfg = self.config
+        theta = self.meta_parameters()
+        second_order = not cfg.first_order
+        loss, kl, old_dist = self.objective(inner_data, valid, None, create_graph=second_order)
+        grad = flat_grad(loss, theta, retain_graph=True)
+        hvp = hessian_vector_product(kl, theta, cfg.cg_damping)
+        direction = conjugate_gradient(hvp, grad, cfg.cg_iters)
+        step = trust_region_step(direction, hvp, cfg.max_kl)
+        old = flatten([p.detach() for p in theta]).clone()
+        loss_before = loss.item()
+        del hvp, kl, loss
+
+        def evaluate(fraction: float) -> tuple[float, float]:
+            self._set(theta, old - fraction * step)
+            new_loss, new_kl, _ = self.objective(inner_data, valid, old_dist, create_graph=False)
+            return new_loss.item(), new_kl.item()
+
+        result = backtracking_line_search(
+            evaluate, loss_before, cfg.max_kl, max_steps=cfg.ls_max_steps, ratio=cfg.ls_backtrack_ratio
+        )
+        self._set(theta, old - result.fraction * step)
+        return {
+            "loss_before": loss_before,
+            "loss_after": result.loss,
+            "kl": result.kl,
+            "ls_tries": float(result.tries),
+            "accepted": float(result.accepted),
+            "grad_norm": grad.norm().item(),
+        }
+
+    @staticmethod
+    def _set(theta: list[Tensor], flat: Tensor) -> None:
+        with torch.no_grad():
+            for p, v in zip(theta, unflatten(flat, theta), strict=True):
+                p.copy_(v)
+
+    def learner(self, name: str = "maml-trpo") -> MAMLLearner:
+        """A :class:`metarl.MetaLearner` starting from the current meta-parameters."""
+        return MAMLLearner(self.policy, self.inner_step_sizes(), self.config, name=name)
+
+
+# ---------------------------------------------------------------------------------- 6. meta-testing
+class MAMLAdaptation:
+    """Per-task parameters for the tasks of one vector env, updated by one gradient step per round."""
+
+    def __init__(
+        self, learner: MAMLLearner, vec_env: BatchedTaskVectorEnv | SyncTaskVectorEnv, seed: int
+    ) -> None:
+        self.learner = learner
+        self.envs_per_task = vec_env.envs_per_task
+        K = len(vec_env.tasks)
+        self.params = {
+            n: p.detach().expand(K, *p.shape).clone() for n, p in learner.policy.named_parameters()
+        }
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def policy(self) -> PolicySampler:
+        return PolicySampler(
+            self.learner.policy, self.params, self.generator, envs_per_task=self.envs_per_task
+        )
+
+    def update(self, episodes: EpisodeBatch) -> None:
+        cfg = self.learner.config
+        adv = task_advantages(episodes, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
+        data = task_tensors(episodes, adv, normalize=cfg.normalize_advantages)
+        params = {n: p.detach().requires_grad_(True) for n, p in self.params.items()}
+        with torch.enable_grad():
+            new = adapt(self.learner.policy, params, self.learner.step_sizes, [data], create_graph=False,
+                        batching=cfg.task_batching)  # fmt: skip
+        self.params = {n: p.detach() for n, p in new.items()}
+
+
+class MAMLLearner:
+    """Meta-test a policy initialisation with gradient steps (the :class:`metarl.MetaLearner` protocol).
+
+    Round ``r`` of :func:`metarl.evaluate` runs the policy after ``r`` REINFORCE steps on the previous
+    rounds' episodes, each with a per-task linear baseline, exactly as in the inner loop.
+    """
+
+    adaptation_unit: AdaptationUnit = "gradient step"
+
+    def __init__(
+        self,
+        policy: MLPPolicy,
+        step_sizes: Mapping[str, Tensor | float],
+        config: MAMLTRPOConfig,
+        name: str = "maml-trpo",
+    ) -> None:
+        self.policy = policy
+        self.step_sizes = {n: (v.detach() if isinstance(v, Tensor) else v) for n, v in step_sizes.items()}
+        self.config = config
+        self.name = name
+
+    def begin_adaptation(
+        self, vec_env: BatchedTaskVectorEnv | SyncTaskVectorEnv, seed: int
+    ) -> MAMLAdaptation:
+        return MAMLAdaptation(self, vec_env, seed)

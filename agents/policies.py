@@ -1,0 +1,266 @@
+"""Stochastic MLP policies usable functionally, and a numpy sampling wrapper for :func:`metarl.collect`.
+
+Gradient-based meta-learners (MAML, Finn et al. 2017) evaluate one network architecture under many
+parameter sets: the meta-learned initialisation and one adapted copy per task. The policies here
+are therefore ordinary :class:`torch.nn.Module` s whose forward pass returns the *parameters of the
+action distribution* (a tuple of tensors), to be called with an explicit parameter dict through
+:func:`torch.func.functional_call`; log-probabilities, KL divergences and sampling are methods that
+take those distribution parameters, so they also work inside :func:`torch.func.vmap`.
+
+* :class:`GaussianMLPPolicy`: diagonal Gaussian for ``Box`` actions, mean from an MLP and a learnable,
+  state-independent log standard deviation (as in TRPO, Schulman et al. 2015, and MAML).
+* :class:`CategoricalMLPPolicy`: softmax over the logits of an MLP for ``Discrete`` actions.
+* :class:`PolicySampler`: numpy observations in, numpy actions out; one batched forward per step for
+  all sub-envs, with a seeded :class:`torch.Generator`; optionally with one parameter set per task.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+__all__ = [
+    "NONLINEARITIES",
+    "CategoricalMLPPolicy",
+    "DistParams",
+    "GaussianMLPPolicy",
+    "MLPPolicy",
+    "Params",
+    "PolicySampler",
+    "make_policy",
+    "per_task_forward",
+]
+
+#: The parameters of an action distribution, as returned by a policy's forward pass.
+DistParams = tuple[Tensor, ...]
+#: A parameter dict as used by :func:`torch.func.functional_call` (name -> tensor).
+Params = dict[str, Tensor]
+
+NONLINEARITIES: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def _mlp(in_dim: int, out_dim: int, hidden_sizes: Sequence[int], nonlinearity: str) -> nn.Sequential:
+    if nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"nonlinearity must be one of {sorted(NONLINEARITIES)}, got {nonlinearity!r}")
+    for h in hidden_sizes:
+        if not isinstance(h, (int, np.integer)) or isinstance(h, bool) or h < 1:
+            raise ValueError(f"hidden sizes must be positive ints, got {h!r} in {list(hidden_sizes)}")
+    if in_dim < 1 or out_dim < 1:
+        raise ValueError(f"input and output sizes must be positive, got {in_dim} and {out_dim}")
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *[int(h) for h in hidden_sizes]]
+    for a, b in itertools.pairwise(sizes):
+        layers += [nn.Linear(a, b), NONLINEARITIES[nonlinearity]()]
+    layers.append(nn.Linear(sizes[-1], out_dim))
+    return nn.Sequential(*layers)
+
+
+class MLPPolicy(nn.Module):
+    """Common interface: ``forward(obs) -> DistParams`` plus distribution methods on DistParams."""
+
+    discrete: bool = False
+
+    def forward(self, obs: Tensor) -> DistParams:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def log_prob(self, dist: DistParams, actions: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def kl(self, p: DistParams, q: DistParams) -> Tensor:  # pragma: no cover
+        """``KL(p || q)`` per sample (summed over action dimensions)."""
+        raise NotImplementedError
+
+    def entropy(self, dist: DistParams) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def sample(self, dist: DistParams, generator: torch.Generator | None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def mode(self, dist: DistParams) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Re-initialise every linear layer from ``generator`` (Xavier-uniform weights, zero biases,
+        as in the MAML reference port); the global torch RNG is not used."""
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.xavier_uniform_(module.weight, generator=generator)
+                    module.bias.zero_()
+
+    def params(self) -> Params:
+        """The module's parameters as a dict of leaf tensors (shared storage)."""
+        return dict(self.named_parameters())
+
+
+class GaussianMLPPolicy(MLPPolicy):
+    """Diagonal Gaussian policy: ``N(mlp(obs), diag(exp(log_std))^2)`` with a learnable ``log_std``.
+
+    Args:
+        obs_dim: observation size (observations are flattened).
+        act_dim: action size.
+        hidden_sizes: widths of the hidden layers.
+        nonlinearity: ``"tanh"`` or ``"relu"``.
+        init_std: initial standard deviation (1.0 in the MAML reference configs).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        nonlinearity: str = "tanh",
+        init_std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if not init_std > 0:
+            raise ValueError(f"init_std must be positive, got {init_std!r}")
+        self.mlp = _mlp(obs_dim, act_dim, hidden_sizes, nonlinearity)
+        self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
+
+    def forward(self, obs: Tensor) -> DistParams:
+        mean = self.mlp(obs)
+        return mean, self.log_std.expand_as(mean)
+
+    def log_prob(self, dist: DistParams, actions: Tensor) -> Tensor:
+        mean, log_std = dist
+        z = (actions - mean) * torch.exp(-log_std)
+        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def kl(self, p: DistParams, q: DistParams) -> Tensor:
+        (mp, lp), (mq, lq) = p, q
+        var_p, var_q = torch.exp(2 * lp), torch.exp(2 * lq)
+        return (lq - lp + (var_p + (mp - mq).pow(2)) / (2 * var_q) - 0.5).sum(-1)
+
+    def entropy(self, dist: DistParams) -> Tensor:
+        return (dist[1] + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+
+    def sample(self, dist: DistParams, generator: torch.Generator | None) -> Tensor:
+        mean, log_std = dist
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return mean + torch.exp(log_std) * noise
+
+    def mode(self, dist: DistParams) -> Tensor:
+        return dist[0]
+
+
+class CategoricalMLPPolicy(MLPPolicy):
+    """Softmax policy over ``n_actions`` discrete actions; ``forward`` returns ``(logits,)``."""
+
+    discrete = True
+
+    def __init__(
+        self, obs_dim: int, n_actions: int, hidden_sizes: Sequence[int] = (64, 64), nonlinearity: str = "tanh"
+    ) -> None:
+        super().__init__()
+        self.mlp = _mlp(obs_dim, n_actions, hidden_sizes, nonlinearity)
+
+    def forward(self, obs: Tensor) -> DistParams:
+        return (torch.log_softmax(self.mlp(obs), dim=-1),)
+
+    def log_prob(self, dist: DistParams, actions: Tensor) -> Tensor:
+        return torch.gather(dist[0], -1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def kl(self, p: DistParams, q: DistParams) -> Tensor:
+        return (torch.exp(p[0]) * (p[0] - q[0])).sum(-1)
+
+    def entropy(self, dist: DistParams) -> Tensor:
+        return -(torch.exp(dist[0]) * dist[0]).sum(-1)
+
+    def sample(self, dist: DistParams, generator: torch.Generator | None) -> Tensor:
+        probs = torch.exp(dist[0]).reshape(-1, dist[0].shape[-1])
+        return torch.multinomial(probs, 1, generator=generator).reshape(dist[0].shape[:-1])
+
+    def mode(self, dist: DistParams) -> Tensor:
+        return dist[0].argmax(-1)
+
+
+def make_policy(
+    observation_space: gym.Space[Any],
+    action_space: gym.Space[Any],
+    hidden_sizes: Sequence[int] = (64, 64),
+    nonlinearity: str = "tanh",
+    init_std: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> MLPPolicy:
+    """A Gaussian policy for ``Box`` actions, a categorical one for ``Discrete`` actions, initialised
+    from ``generator`` when given (see :meth:`MLPPolicy.reset_parameters`)."""
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise TypeError(f"MLP policies need a Box observation space, got {observation_space}")
+    obs_dim = int(np.prod(observation_space.shape))
+    policy: MLPPolicy
+    if isinstance(action_space, gym.spaces.Box):
+        policy = GaussianMLPPolicy(
+            obs_dim, int(np.prod(action_space.shape)), hidden_sizes, nonlinearity, init_std
+        )
+    elif isinstance(action_space, gym.spaces.Discrete):
+        policy = CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, nonlinearity)
+    else:
+        raise TypeError(f"MLP policies support Box and Discrete action spaces, got {action_space}")
+    if generator is not None:
+        policy.reset_parameters(generator)
+    return policy
+
+
+def per_task_forward(policy: MLPPolicy, params: Mapping[str, Tensor], obs: Tensor) -> DistParams:
+    """Distribution parameters for ``K`` tasks at once: ``params`` has a leading task axis ``K``
+    and ``obs`` is ``(K, N, obs_dim)``; one vmapped forward (batched matrix products), no loop."""
+    return vmap(lambda p, o: functional_call(policy, p, (o,)))(dict(params), obs)
+
+
+class PolicySampler:
+    """A :class:`metarl.Policy`: numpy observations ``(num_envs, *obs_shape)`` -> numpy actions.
+
+    Args:
+        policy: the policy module.
+        params: a parameter dict; with ``envs_per_task`` set, every tensor has a leading task axis
+            (one parameter set per task; sub-env ``i`` uses set ``i // envs_per_task``, the order of
+            :func:`metarl.make_vec`).
+        generator: the source of the action noise.
+        envs_per_task: ``None`` for one parameter set shared by all sub-envs.
+        deterministic: act with the distribution's mode instead of sampling.
+    """
+
+    def __init__(
+        self,
+        policy: MLPPolicy,
+        params: Mapping[str, Tensor],
+        generator: torch.Generator,
+        *,
+        envs_per_task: int | None = None,
+        deterministic: bool = False,
+        action_dtype: Any = np.float32,
+    ) -> None:
+        if envs_per_task is not None and envs_per_task < 1:
+            raise ValueError(f"envs_per_task must be a positive int or None, got {envs_per_task!r}")
+        self.policy = policy
+        self.params = {k: v.detach() for k, v in params.items()}
+        self.generator = generator
+        self.envs_per_task = envs_per_task
+        self.deterministic = deterministic
+        self.action_dtype = np.int64 if policy.discrete else action_dtype
+        self._dtype = next(iter(self.params.values())).dtype
+
+    @torch.no_grad()
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        obs = torch.as_tensor(np.asarray(observations), dtype=self._dtype)
+        obs = obs.reshape(obs.shape[0], -1)
+        if self.envs_per_task is None:
+            dist = functional_call(self.policy, self.params, (obs,))
+        else:
+            n_tasks = obs.shape[0] // self.envs_per_task
+            grouped = obs.reshape(n_tasks, self.envs_per_task, -1)
+            dist = tuple(
+                d.reshape(obs.shape[0], *d.shape[2:])
+                for d in per_task_forward(self.policy, self.params, grouped)
+            )
+        actions = self.policy.mode(dist) if self.deterministic else self.policy.sample(dist, self.generator)
+        return actions.numpy().astype(self.action_dtype, copy=False)

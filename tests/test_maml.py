@@ -1,0 +1,331 @@
+"""MAML-TRPO: the mathematics against known answers, save/load and determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from metarl.agents.advantages import baseline_features, discounted_returns, fit_linear_baseline, gae
+from metarl.agents.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
+from metarl.agents.maml_train import build, checkpoint_payload, load_algorithm, meta_iteration, train
+from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, TaskTensors, adapt, inner_loss, map_tasks
+from metarl.agents.policies import GaussianMLPPolicy, PolicySampler, make_policy
+from metarl.agents.trpo import (
+    backtracking_line_search,
+    conjugate_gradient,
+    flat_grad,
+    flatten,
+    hessian_vector_product,
+    unflatten,
+)
+
+import metarl
+
+torch.set_num_threads(1)
+
+
+def tiny_problem(seed: int = 0, K: int = 2, N: int = 6) -> tuple[GaussianMLPPolicy, TaskTensors, TaskTensors]:
+    """A float64 policy (2 -> 5 -> 2, tanh) and random inner / validation data for K tasks."""
+    g = torch.Generator().manual_seed(seed)
+    policy = GaussianMLPPolicy(2, 2, (5,), "tanh", init_std=0.7).double()
+    policy.reset_parameters(g)
+    with torch.no_grad():
+        for p in policy.parameters():  # non-zero biases, so every term is exercised
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=torch.float64))
+
+    def data() -> TaskTensors:
+        w = torch.ones(K, N, dtype=torch.float64) / N
+        w[:, -1] = 0.0  # one padded step per task
+        w = w / w.sum(1, keepdim=True)
+        rnd = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+        return TaskTensors(rnd(K, N, 2), rnd(K, N, 2), rnd(K, N), w)
+
+    return policy, data(), data()
+
+
+def config(**kw: object) -> MAMLTRPOConfig:
+    return MAMLTRPOConfig(**{"inner_lr": 0.3, **kw})  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------- trpo helpers
+def test_conjugate_gradient_solves_spd_system() -> None:
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    a = m @ m.T + 6 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, generator=g, dtype=torch.float64)
+    x = conjugate_gradient(lambda v: a @ v, b, iters=6)
+    torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-9, atol=1e-9)
+
+
+def test_flatten_round_trip() -> None:
+    ts = [torch.arange(6.0).reshape(2, 3), torch.tensor([7.0])]
+    assert [torch.equal(a, b) for a, b in zip(unflatten(flatten(ts), ts), ts, strict=True)] == [True, True]
+
+
+def test_line_search_never_accepts_a_step_violating_the_kl_bound() -> None:
+    # The full step improves the loss most but has KL 0.05 > 0.01; the KL grows as fraction^2.
+    tried: list[tuple[float, float]] = []
+
+    def evaluate(fraction: float) -> tuple[float, float]:
+        kl = 0.05 * fraction**2
+        tried.append((fraction, kl))
+        return -fraction, kl
+
+    result = backtracking_line_search(evaluate, 0.0, 0.01, max_steps=15, ratio=0.8)
+    assert result.accepted and result.kl <= 0.01 and result.loss < 0.0
+    assert all(kl > 0.01 for _, kl in tried[:-1])  # everything before the accepted step violated it
+    assert result.fraction == pytest.approx(0.8**4)  # the first fraction with 0.05 f^2 <= 0.01
+    # No improving step within the bound: nothing is accepted.
+    none = backtracking_line_search(lambda f: (1.0, 0.0), 0.0, 0.01, max_steps=5)
+    assert not none.accepted and none.fraction == 0.0
+
+
+def test_line_search_inside_meta_step_respects_kl_bound() -> None:
+    policy, inner, valid = tiny_problem()
+    algo = MAMLTRPO(policy, config(max_kl=1e-4))
+    stats = algo.meta_step([inner], valid)
+    assert stats["kl"] <= 1e-4
+
+
+# ------------------------------------------------------------------ second-order derivatives of MAML
+def test_kl_hvp_through_the_inner_step_matches_finite_differences() -> None:
+    policy, inner, valid = tiny_problem()
+    algo = MAMLTRPO(policy, config())
+    theta = algo.meta_parameters()
+    _, _, old_dist = algo.objective([inner], valid, None, create_graph=False)
+    theta0 = flatten([p.detach() for p in theta]).clone()
+    v = torch.randn(theta0.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    # Move away from theta0 so the KL gradient is not zero and its Hessian is evaluated generically.
+    point = theta0 + 0.05 * v.flip(0)
+
+    def kl_grad(at: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        MAMLTRPO._set(theta, at)
+        _, kl, _ = algo.objective([inner], valid, old_dist, create_graph=True)
+        return flat_grad(kl, theta)
+
+    MAMLTRPO._set(theta, point)
+    _, kl, _ = algo.objective([inner], valid, old_dist, create_graph=True)
+    hv = hessian_vector_product(kl, theta)(v)
+    eps = 1e-5
+    fd = (kl_grad(point + eps * v) - kl_grad(point - eps * v)) / (2 * eps)
+    torch.testing.assert_close(hv, fd, rtol=1e-6, atol=1e-8)
+
+
+def post_adaptation_loss(policy: GaussianMLPPolicy, inner: TaskTensors, valid: TaskTensors, alpha: float,
+                         create_graph: bool) -> torch.Tensor:  # fmt: skip
+    """J(theta) = mean_k L_val,k(theta - alpha grad L_in,k(theta)) with a REINFORCE validation loss."""
+    adapted = adapt(
+        policy, policy.params(), {n: alpha for n in policy.params()}, [inner], create_graph=create_graph
+    )
+    return map_tasks(lambda p, d: inner_loss(policy, p, TaskTensors(*d)), adapted, tuple(valid)).mean()
+
+
+def test_meta_gradient_matches_finite_differences_and_first_order_drops_exactly_the_hessian_term() -> None:
+    policy, inner, valid = tiny_problem()
+    alpha = 0.3
+    theta = list(policy.parameters())
+    meta_grad = flat_grad(post_adaptation_loss(policy, inner, valid, alpha, True), theta)
+    theta0 = flatten([p.detach() for p in theta]).clone()
+    fd = torch.zeros_like(theta0)
+    eps = 1e-6
+    with torch.no_grad():
+        for i in range(theta0.numel()):
+            vals = []
+            for sign in (1.0, -1.0):
+                e = torch.zeros_like(theta0)
+                e[i] = sign * eps
+                MAMLTRPO._set(theta, theta0 + e)
+                with torch.enable_grad():
+                    vals.append(post_adaptation_loss(policy, inner, valid, alpha, False).item())
+            fd[i] = (vals[0] - vals[1]) / (2 * eps)
+    MAMLTRPO._set(theta, theta0)
+    torch.testing.assert_close(meta_grad, fd, rtol=1e-6, atol=1e-8)
+
+    # First order: the gradient of L_val at theta'_k, averaged; the dropped term is
+    # -alpha * H_in,k(theta) grad L_val,k(theta'_k) averaged over tasks.
+    fo_grad = flat_grad(post_adaptation_loss(policy, inner, valid, alpha, False), theta)
+    second = torch.zeros_like(theta0)
+    K = inner.obs.shape[0]
+    for k in range(K):
+        adapted = adapt(
+            policy, policy.params(), {n: alpha for n in policy.params()}, [inner], create_graph=False
+        )
+        adapted_k = {n: p[k].detach().requires_grad_(True) for n, p in adapted.items()}
+        g_val = flat_grad(inner_loss(policy, adapted_k, valid.task(k)), list(adapted_k.values()))
+        h_in = hessian_vector_product(inner_loss(policy, policy.params(), inner.task(k)), theta)
+        second += -alpha * h_in(g_val) / K
+    torch.testing.assert_close(meta_grad - fo_grad, second, rtol=1e-8, atol=1e-10)
+    assert second.abs().max() > 1e-4  # the term is not trivially zero here
+
+
+def test_one_inner_step_is_a_hand_written_sgd_step_on_reinforce() -> None:
+    policy, inner, _ = tiny_problem()
+    alpha = 0.1
+    adapted = adapt(policy, policy.params(), {n: alpha for n in policy.params()}, [inner], create_graph=False)
+    for k in range(inner.obs.shape[0]):
+        w1, w2 = policy.mlp[0].weight, policy.mlp[2].weight
+        b1, b2 = policy.mlp[0].bias, policy.mlp[2].bias
+        mean = torch.tanh(inner.obs[k] @ w1.T + b1) @ w2.T + b2
+        std = torch.exp(policy.log_std)
+        logp = torch.distributions.Normal(mean, std).log_prob(inner.actions[k]).sum(-1)
+        loss = -(inner.weights[k] * logp * inner.advantages[k]).sum()
+        names = ["mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias", "log_std"]
+        params = [w1, b1, w2, b2, policy.log_std]
+        grads = torch.autograd.grad(loss, params)
+        for name, p, g in zip(names, params, grads, strict=True):
+            torch.testing.assert_close(adapted[name][k], p - alpha * g, rtol=1e-12, atol=1e-12)
+
+
+def test_vmap_and_loop_batching_agree() -> None:
+    policy, inner, valid = tiny_problem()
+    out = {}
+    for batching in ("loop", "vmap"):
+        algo = MAMLTRPO(policy, config(task_batching=batching))
+        loss, kl, _ = algo.objective([inner], valid, None, create_graph=True)
+        grad = flat_grad(loss, algo.meta_parameters(), retain_graph=True)
+        v = torch.ones_like(grad)
+        out[batching] = (loss.detach(), grad, hessian_vector_product(kl, algo.meta_parameters())(v))
+    for a, b in zip(out["loop"], out["vmap"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_meta_sgd_learns_step_sizes() -> None:
+    policy, inner, valid = tiny_problem()
+    algo = MAMLTRPO(policy, config(meta_sgd=True))
+    before = {n: v.detach().clone() for n, v in algo.step_sizes.items()}
+    stats = algo.meta_step([inner], valid)
+    assert stats["accepted"] == 1.0
+    assert any(not torch.equal(before[n], algo.step_sizes[n]) for n in before)
+
+
+# ------------------------------------------------------------------------------- baseline and GAE
+def test_linear_baseline_fit_matches_numpy_least_squares() -> None:
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(3, 7, 2))
+    mask = np.ones((3, 7), dtype=bool)
+    mask[1, 5:] = False
+    feats = baseline_features(obs).reshape(21, -1)
+    y = rng.normal(size=21)
+    m = mask.reshape(-1)
+    reg = 1e-3
+    coef = fit_linear_baseline(feats, y, m, reg=reg)
+    F = feats.shape[1]
+    a = np.vstack([feats[m], np.sqrt(reg) * np.eye(F)])
+    b = np.concatenate([y[m], np.zeros(F)])
+    np.testing.assert_allclose(coef, np.linalg.lstsq(a, b, rcond=None)[0], rtol=1e-8, atol=1e-10)
+    # the features: obs, obs^2, t/100 and its powers, ones
+    np.testing.assert_allclose(
+        baseline_features(obs)[0, 3], [*obs[0, 3], *obs[0, 3] ** 2, 0.03, 0.0009, 0.000027, 1]
+    )
+
+
+def test_gae_against_a_hand_computation() -> None:
+    gamma, lam = 0.9, 0.8
+    rewards = np.array([[1.0, 2.0, 3.0], [1.0, -1.0, 0.0]])
+    values = np.array([[0.5, 1.0, 1.5], [2.0, 1.0, 0.0]])
+    mask = np.array([[True, True, True], [True, True, False]])
+    terms = np.array([[False, False, False], [False, True, False]])  # episode 0 truncated, 1 terminated
+    final_values = np.array([4.0, 9.0])
+    adv = gae(rewards, values, mask, terms, final_values, gamma, lam)
+    d0 = [1 + 0.9 * 1.0 - 0.5, 2 + 0.9 * 1.5 - 1.0, 3 + 0.9 * 4.0 - 1.5]  # bootstrap 4.0 after truncation
+    a02 = d0[2]
+    a01 = d0[1] + 0.72 * a02
+    a00 = d0[0] + 0.72 * a01
+    d1 = [1 + 0.9 * 1.0 - 2.0, -1 + 0.0 - 1.0]  # no bootstrap after termination
+    a11 = d1[1]
+    a10 = d1[0] + 0.72 * a11
+    np.testing.assert_allclose(adv, [[a00, a01, a02], [a10, a11, 0.0]], rtol=1e-12)
+    # lambda = 1 with zero values: discounted returns (plus the bootstrap for the truncated one)
+    ret = discounted_returns(rewards, mask, gamma)
+    np.testing.assert_allclose(ret[1], [1 - 0.9, -1, 0])
+
+
+# ----------------------------------------------------------------------------- policies and config
+def test_per_task_sampler_matches_per_subenv_forward() -> None:
+    policy = make_policy(metarl.make_family("Navigation2D-v0").make_env().observation_space,
+                         metarl.make_family("Navigation2D-v0").make_env().action_space, (8,), "relu",
+                         generator=torch.Generator().manual_seed(0))  # fmt: skip
+    K, ept = 3, 2
+    params = {
+        n: p.detach() + 0.1 * torch.arange(K).view(K, *[1] * p.dim()) for n, p in policy.named_parameters()
+    }
+    obs = np.random.default_rng(0).normal(size=(K * ept, 2)).astype(np.float32)
+    sampler = PolicySampler(
+        policy, params, torch.Generator().manual_seed(0), envs_per_task=ept, deterministic=True
+    )
+    actions = sampler(obs)
+    for i in range(K * ept):
+        mean = torch.func.functional_call(
+            policy, {n: p[i // ept] for n, p in params.items()}, (torch.tensor(obs[i]),)
+        )[0]
+        np.testing.assert_allclose(actions[i], mean.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_config_rejects_bad_values_by_name() -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        MAMLTRPOConfig.from_dict({"bogus": 1})
+    with pytest.raises(ValueError, match="meta_batch_size"):
+        MAMLTRPOConfig(meta_batch_size=-3)
+    with pytest.raises(ValueError, match="hidden_sizes"):
+        MAMLTRPOConfig(hidden_sizes=(64, -1))
+    assert MAMLTRPOConfig.from_dict(json.loads(MAMLTRPOConfig().to_json())) == MAMLTRPOConfig()
+
+
+# ---------------------------------------------------------------- checkpoints, resume, determinism
+def tiny_config(tmp_path: object, **kw: object) -> MAMLTRPOConfig:
+    base = dict(meta_batch_size=3, episodes_per_task=2, hidden_sizes=(8, 8), meta_iterations=2,
+                run_dir=str(tmp_path), checkpoint_every=1, keep_checkpoints=2)  # fmt: skip
+    return MAMLTRPOConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_save_load_round_trip_gives_identical_parameters_and_actions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tiny_config(tmp_path, meta_sgd=True)
+    algo, gen = build(cfg)
+    family = metarl.make_family(cfg.family)
+    vec = metarl.make_vec(family, family.train[:3], envs_per_task=2)
+    meta_iteration(algo, vec, np.random.default_rng(0), gen)
+    path = save_checkpoint(
+        tmp_path / "ck", 1, checkpoint_payload(algo, family, 1, 0, np.random.default_rng(0), gen)
+    )
+    loaded = load_algorithm(path)
+    for (n, a), (_, b) in zip(
+        algo.policy.state_dict().items(), loaded.policy.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), n
+    for n in algo.step_sizes:
+        assert torch.equal(algo.step_sizes[n], loaded.step_sizes[n])
+    obs = np.random.default_rng(1).normal(size=(6, 2)).astype(np.float32)
+    act = [
+        PolicySampler(a.policy, a.policy.params(), torch.Generator().manual_seed(5))(obs)
+        for a in (algo, loaded)
+    ]
+    np.testing.assert_array_equal(act[0], act[1])
+
+
+def test_checkpoints_keep_last_k_and_resume_skips_corrupt_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for i in range(1, 5):
+        save_checkpoint(tmp_path, i, {"format": "x", "i": torch.tensor(i)}, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt_0000003.pt", "ckpt_0000004.pt"]
+    (tmp_path / "ckpt_0000004.pt").write_bytes(b"truncated")
+    path, data = load_latest_checkpoint(tmp_path)  # type: ignore[misc]
+    assert path.name == "ckpt_0000003.pt" and int(data["i"]) == 3
+
+
+def test_same_seed_twice_is_bit_identical_and_resume_continues_the_same_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a = train(tiny_config(tmp_path / "a"), progress=False)
+    b = train(tiny_config(tmp_path / "b"), progress=False)
+    for (n, x), (_, y) in zip(a.policy.state_dict().items(), b.policy.state_dict().items(), strict=True):
+        assert torch.equal(x, y), n
+    # one iteration, then resume for the second: the same parameters as the uninterrupted run
+    train(tiny_config(tmp_path / "c", meta_iterations=1), progress=False)
+    c = train(tiny_config(tmp_path / "c"), resume=True, progress=False)
+    for (n, x), (_, y) in zip(a.policy.state_dict().items(), c.policy.state_dict().items(), strict=True):
+        assert torch.equal(x, y), n
+
+
+def test_meta_test_protocol_runs_on_navigation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    algo, _ = build(tiny_config(tmp_path))
+    result = metarl.evaluate(algo.learner(), "Navigation2D-v0", n_tasks=2, rounds=3, episodes_per_round=2)
+    assert result.returns.shape == (2, 3) and np.isfinite(result.returns).all()
