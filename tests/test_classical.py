@@ -1,0 +1,209 @@
+"""Classical bandit and MDP baselines on hand-made cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from metarl.agents.classical import (
+    BEB,
+    PSRL,
+    UCB1,
+    EpsilonGreedyBandit,
+    EpsilonGreedyMDP,
+    GittinsIndex,
+    GreedyBandit,
+    GreedyMDP,
+    OptimisticThompsonSampling,
+    RandomBandit,
+    RandomMDP,
+    ThompsonSampling,
+    argmax_random_ties,
+    finite_horizon_q,
+)
+from metarl.agents.classical_bench import bandit_table, run_trials
+from metarl.agents.gittins import gittins_index, gittins_table
+from metarl.envs.bandit import BernoulliBanditFamily
+from metarl.envs.tabular_mdp import TabularMDPFamily
+
+import metarl
+
+SMALL = {"train": 2, "validation": 2, "test": 8}
+
+
+def _bandit_vec(means: list[float], trials: int, n_pulls: int = 50) -> metarl.BatchedTaskVectorEnv:
+    fam = BernoulliBanditFamily(n_arms=len(means), n_pulls=n_pulls, split_sizes=SMALL)
+    return metarl.make_vec(fam, [fam.task(arm_means=means)], envs_per_task=trials)
+
+
+# ----------------------------------------------------------------------------- bandits
+def test_ucb1_pulls_an_unplayed_arm_first() -> None:
+    vec = _bandit_vec([0.9, 0.1, 0.5, 0.5], trials=3)
+    policy = UCB1(c=0.5).begin_adaptation(vec, seed=0).policy()
+    policy.n[:] = [[5, 0, 2, 1], [1, 1, 1, 0], [3, 3, 3, 3]]
+    policy.s[:] = [[5, 0, 1, 1], [1, 1, 1, 0], [3, 0, 0, 0]]
+    actions = policy(np.zeros((3, 1), dtype=np.float32))
+    assert actions[0] == 1 and actions[1] == 3  # the unplayed arm, despite arm 0's perfect record
+    assert actions[2] == 0  # all played: equal counts, so the best mean wins
+
+
+def test_ucb1_plays_every_arm_once_before_repeating() -> None:
+    vec = _bandit_vec([0.2, 0.9, 0.4, 0.7, 0.1], trials=20)
+    returns = run_trials(UCB1(c=1.0), vec, 5, seed=3)
+    assert returns.shape == (20, 5)
+    policy = UCB1(c=1.0).begin_adaptation(vec, seed=3).policy()
+    obs, _ = vec.reset(seed=3)
+    pulled = []
+    for _ in range(5):
+        a = policy(obs)
+        obs, r, term, trunc, _ = vec.step(a)
+        policy.observe(a, r, term, trunc, np.ones(vec.num_envs, dtype=bool))
+        pulled.append(a)
+    assert all(sorted(col) == [0, 1, 2, 3, 4] for col in np.stack(pulled, axis=1))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "gamma", "published"),
+    [
+        (1, 1, 0.9, 0.7029),
+        (2, 2, 0.9, 0.6346),
+        (3, 3, 0.9, 0.6010),
+        (10, 2, 0.9, 0.8695),
+        (1, 1, 0.99, 0.8699),
+    ],
+)
+def test_gittins_index_matches_published_values(a: int, b: int, gamma: float, published: float) -> None:
+    """Gittins, Glazebrook & Weber (2011), Bernoulli tables (4 decimals), Beta(a, b) = (1 + wins, 1 + losses)."""
+    assert gittins_index(a, b, gamma) == pytest.approx(published, abs=6e-5)
+
+
+def test_gittins_table_agrees_with_the_reference_and_exceeds_the_mean() -> None:
+    table = gittins_table(0.9, 30)
+    for a, b in [(1, 1), (2, 2), (3, 7), (12, 5), (1, 20), (20, 9)]:
+        assert table[a, b] == pytest.approx(gittins_index(a, b, 0.9), abs=1e-3)
+    a, b = np.meshgrid(np.arange(1, 30), np.arange(1, 30), indexing="ij")
+    inside = a + b <= 30
+    assert np.all(table[a[inside], b[inside]] > a[inside] / (a[inside] + b[inside]))
+    assert not table.flags.writeable and gittins_table(0.9, 30) is table  # cached
+
+
+def test_thompson_sampling_is_reproducible_with_a_seed() -> None:
+    vec = _bandit_vec([0.3, 0.5, 0.6], trials=10)
+    first = run_trials(ThompsonSampling(), vec, 30, seed=4)
+    again = run_trials(ThompsonSampling(), vec, 30, seed=4)
+    other = run_trials(ThompsonSampling(), vec, 30, seed=5)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+BANDIT_AGENTS = [
+    GreedyBandit(),
+    EpsilonGreedyBandit(epsilon=0.1),
+    UCB1(c=0.3),
+    ThompsonSampling(),
+    OptimisticThompsonSampling(),
+    GittinsIndex(gamma=0.9),
+]
+
+
+@pytest.mark.parametrize("agent", BANDIT_AGENTS, ids=lambda a: a.name)
+def test_bandit_agents_beat_random_on_an_easy_bandit(agent: metarl.MetaLearner) -> None:
+    vec = _bandit_vec([0.1, 0.2, 0.9], trials=200, n_pulls=50)
+    random_total = run_trials(RandomBandit(), vec, 50, seed=1).sum(axis=1).mean()
+    total = run_trials(agent, vec, 50, seed=1).sum(axis=1).mean()
+    assert random_total == pytest.approx(20.0, abs=1.5)
+    assert total > random_total + 12.0, (agent.name, total, random_total)
+
+
+def test_argmax_breaks_ties_at_random() -> None:
+    rng = np.random.default_rng(0)
+    picks = argmax_random_ties(np.tile([1.0, 3.0, 3.0, 0.0], (2000, 1)), rng)
+    assert set(picks.tolist()) == {1, 2} and 800 < np.count_nonzero(picks == 1) < 1200
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: UCB1(c=-1.0), "c must be a non-negative number, got -1.0"),
+        (lambda: EpsilonGreedyBandit(epsilon=1.5), "epsilon must be in \\[0, 1\\], got 1.5"),
+        (lambda: GittinsIndex(gamma=1.0), "gamma must be a discount in \\(0, 1\\), got 1.0"),
+        (lambda: BEB(beta=float("nan")), "beta must be a non-negative number, got nan"),
+        (lambda: gittins_index(0, 1, 0.9), "Beta parameters must be positive, got a=0"),
+    ],
+)
+def test_bad_constants_are_rejected_with_the_value(make, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_mdp_agent_on_a_bandit_is_rejected() -> None:
+    vec = _bandit_vec([0.5, 0.5], trials=1)
+    with pytest.raises(ValueError, match="observation space of BernoulliBandit-v0 is Box"):
+        PSRL().begin_adaptation(vec, 0)
+
+
+# ----------------------------------------------------------------------------- MDPs
+def test_value_iteration_matches_a_hand_solved_two_state_mdp() -> None:
+    # Action 0 stays; action 1 moves to the other state (from state 0 only with probability 0.75).
+    # Rewards: R[0] = (0.5, 0), R[1] = (1, 0). By hand, backwards from V_3 = 0:
+    #   t=2: Q = [[0.5, 0], [1, 0]],         V_2 = [0.5, 1]
+    #   t=1: Q = [[1, 0.875], [2, 0.5]],     V_1 = [1, 2]       (0.875 = 0.25 * 0.5 + 0.75 * 1)
+    #   t=0: Q = [[1.5, 1.75], [3, 1]],      V_0 = [1.75, 3]    (1.75 = 0.25 * 1 + 0.75 * 2)
+    P = np.array([[[1.0, 0.0], [0.25, 0.75]], [[0.0, 1.0], [1.0, 0.0]]])
+    R = np.array([[0.5, 0.0], [1.0, 0.0]])
+    q = finite_horizon_q(P[None], R[None], 3)[0]
+    np.testing.assert_allclose(q[2], [[0.5, 0.0], [1.0, 0.0]])
+    np.testing.assert_allclose(q[1], [[1.0, 0.875], [2.0, 0.5]])
+    np.testing.assert_allclose(q[0], [[1.5, 1.75], [3.0, 1.0]])
+    with pytest.raises(ValueError, match="horizon must be a positive int, got 0"):
+        finite_horizon_q(P[None], R[None], 0)
+
+
+def test_psrl_learns_the_observed_statistics_and_skips_the_unseen_last_transition() -> None:
+    fam = TabularMDPFamily(split_sizes=SMALL)
+    vec = metarl.make_vec(fam, fam.test[:2], envs_per_task=2)
+    adaptation = PSRL().begin_adaptation(vec, seed=0)
+    policy = adaptation.policy()
+    obs, _ = vec.reset(seed=0)
+    for _ in range(3 * fam.max_episode_steps):
+        a = policy(obs)
+        obs, r, term, trunc, _ = vec.step(a)
+        policy.observe(a, r, term, trunc, np.ones(vec.num_envs, dtype=bool))
+    assert np.all(policy.visits.sum(axis=(1, 2)) == 30)
+    assert np.all(policy.counts.sum(axis=(1, 2, 3)) == 27)  # 9 observed transitions per episode
+    assert np.all(policy.t == 0) and np.all(policy.episode_start)
+
+
+MDP_AGENTS = [GreedyMDP(), EpsilonGreedyMDP(epsilon=0.1), PSRL(), BEB(beta=0.5)]
+
+
+@pytest.mark.parametrize("agent", MDP_AGENTS, ids=lambda a: a.name)
+def test_mdp_agents_beat_random(agent: metarl.MetaLearner) -> None:
+    fam = TabularMDPFamily(split_sizes={"train": 0, "validation": 0, "test": 100})
+    vec = metarl.make_vec(fam, fam.test)
+    random_total = run_trials(RandomMDP(), vec, 10, seed=2).sum(axis=1).mean()
+    total = run_trials(agent, vec, 10, seed=2).sum(axis=1).mean()
+    assert random_total == pytest.approx(100.0, abs=10.0)  # E[mu] = 1 per step
+    assert total > random_total + 30.0, (agent.name, total, random_total)
+
+
+def test_classical_learners_run_in_metarl_evaluate() -> None:
+    fam = TabularMDPFamily(split_sizes=SMALL)
+    result = metarl.evaluate(PSRL(), fam, rounds=3, episodes_per_round=1, n_tasks=4, seed=1)
+    assert result.returns.shape == (4, 3) and result.adaptation_unit == "episode"
+    bandit = BernoulliBanditFamily(split_sizes=SMALL)
+    result = metarl.evaluate(UCB1(), bandit, rounds=5, episodes_per_round=1, n_tasks=4, seed=1)
+    assert set(np.unique(result.returns)) <= {0.0, 1.0}
+
+
+def test_bandit_table_scores_prefixes_and_renders_markdown() -> None:
+    table = bandit_table(
+        {"random": RandomBandit(), "UCB1": lambda s: UCB1(c=0.1 * s["k"])},
+        pulls=(3, 6),
+        arms=(2,),
+        n_trials=20,
+    )
+    assert [c.setting for c in table.cells[:2]] == [{"n": 3, "k": 2}, {"n": 3, "k": 2}]
+    assert table.cell("random", {"n": 6, "k": 2}).n_trials == 20
+    text = table.to_markdown()
+    assert "| n = 3, k = 2 |" in text and "UCB1" in text
+    assert type(table).from_dict(table.to_dict()).to_markdown() == text
