@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
@@ -56,6 +56,9 @@ from gymnasium.utils import EzPickle
 
 from metarl.family import TaskEnv, TaskFamily
 from metarl.task import Choice, Param, Task, Uniform
+
+if TYPE_CHECKING:
+    from metarl.vector import BatchedTaskVectorEnv
 
 __all__ = [
     "AntDir2DEnv",
@@ -125,6 +128,13 @@ class MujocoTaskFamily(TaskFamily):
     def _make_base_env(self) -> TaskEnv:
         return self.env_class(self, **self.env_kwargs)
 
+    def make_batched_env(self, tasks: Sequence[Task], envs_per_task: int = 1) -> BatchedTaskVectorEnv | None:
+        """All sub-envs stepped together (:mod:`metarl.envs.mujoco_batched`), bit-identical to
+        :meth:`make_env`; ``None`` for env classes that module does not mirror."""
+        from metarl.envs.mujoco_batched import make_mujoco_vector_env
+
+        return make_mujoco_vector_env(self, tasks, envs_per_task)
+
 
 class _TaskReward:
     """Replaces the Gymnasium env's forward reward by the task's; put it after :class:`TaskEnv`.
@@ -140,6 +150,7 @@ class _TaskReward:
 
     def _init_task_env(self, family: TaskFamily, env_kwargs: dict[str, Any]) -> None:
         self.task_family = family
+        self._cost_terms = self.reward_terms[1:]
         # Gymnasium's EzPickle recorded the base class's arguments; record ours instead.
         EzPickle.__init__(self, family, **env_kwargs)
 
@@ -157,7 +168,7 @@ class _TaskReward:
             del info[self._replaced_term]
         info[key] = term
         reward = term
-        for name in self.reward_terms[1:]:
+        for name in self._cost_terms:
             reward += info[name]
         info.update(self._task_info())
         return obs, float(reward), terminated, truncated, info

@@ -12,6 +12,7 @@ The env contract every family honours:
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -260,6 +261,17 @@ class TaskEnv:
         raise NotImplementedError(f"{type(self).__name__} must implement _apply_task(task)")
 
 
+def _all_finite(arr: np.ndarray) -> bool:
+    """``np.isfinite(arr).all()``, several times faster on the small arrays actions are.
+
+    A finite sum of the entries means every entry is finite (NaN and inf propagate into it); Python
+    float addition overflows to inf silently, and only then does the elementwise test decide.
+    """
+    if arr.dtype.kind == "f" and arr.size <= 32:
+        return math.isfinite(sum(arr.ravel().tolist())) or bool(np.isfinite(arr).all())
+    return b"\x00" not in np.isfinite(arr).tobytes()
+
+
 class TaskWrapper(gym.Wrapper):
     """The outermost wrapper of every family env: task handling, ``info["task_id"]``, input checks."""
 
@@ -293,12 +305,14 @@ class TaskWrapper(gym.Wrapper):
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
-        task = self._require_task("step()")
+        task = self._task_env.task
+        if task is None:
+            task = self._require_task("step()")
         if self._box_shape is not None:
             arr = np.asarray(action)
             if arr.shape != self._box_shape:
                 raise ValueError(f"action has shape {arr.shape}, expected {self._box_shape}")
-            if not np.isfinite(arr).all():
+            if not _all_finite(arr):
                 raise ValueError(f"action must be finite, got {arr}")
         obs, reward, terminated, truncated, info = self.env.step(action)
         info["task_id"] = task.task_id
