@@ -175,8 +175,17 @@ def restore(algo: MAMLTRPO, data: Mapping[str, Any]) -> tuple[np.random.Generato
 
 
 def load_algorithm(path: str | os.PathLike[str]) -> MAMLTRPO:
-    """A :class:`MAMLTRPO` rebuilt from a checkpoint file (config from the checkpoint itself)."""
-    data = load_checkpoint(path)
+    """A :class:`MAMLTRPO` rebuilt from a checkpoint (config from the checkpoint itself).
+
+    ``path`` is a checkpoint file, or a run directory (its newest valid checkpoint is used)."""
+    path = Path(path)
+    if path.is_dir():
+        found = load_latest_checkpoint(path / "checkpoints" if (path / "checkpoints").is_dir() else path)
+        if found is None:
+            raise FileNotFoundError(f"no readable checkpoint under {str(path)!r}")
+        data = found[1]
+    else:
+        data = load_checkpoint(path)
     config = MAMLTRPOConfig.from_dict(json.loads(data["config"]))
     algo, _ = build(config)
     restore(algo, data)
@@ -302,21 +311,24 @@ def cli_train(
     family: str,
     config_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
-    run_dir: str | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> Path:
     """Entry point of ``metarl train maml-trpo --family <id> [--config FILE] [--resume]``.
 
-    Config precedence: defaults < ``config_path`` < ``overrides`` < ``family``/``run_dir``. The run
-    directory defaults to ``runs/maml_trpo/<family>/seed<seed>``. Returns the run directory.
+    Config precedence: defaults < ``config_path`` < ``overrides`` < ``family``/``seed``/``run_dir``.
+    The run directory defaults to ``runs/maml_trpo/<family>/seed<seed>``. Returns the run directory.
     """
     values: dict[str, Any] = load_config_file(config_path) if config_path is not None else {}
     values.update(overrides or {})
     values["family"] = family
+    if seed is not None:
+        values["seed"] = int(seed)
     make_family(family)  # an unknown id fails here, listing the registered ones
     if run_dir is not None:
-        values["run_dir"] = run_dir
+        values["run_dir"] = str(run_dir)
     elif "run_dir" not in values:
         values["run_dir"] = str(Path("runs") / "maml_trpo" / family / f"seed{values.get('seed', 0)}")
     config = MAMLTRPOConfig.from_dict(values)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -30,7 +32,7 @@ from metarl.agents.advantages import task_advantages
 from metarl.agents.policies import DistParams, MLPPolicy, Params, PolicySampler
 from metarl.agents.trpo import (
     backtracking_line_search,
-    conjugate_gradient,
+    conjugate_gradient_with_product,
     flat_grad,
     flatten,
     hessian_vector_product,
@@ -50,7 +52,9 @@ __all__ = [
     "MAMLTRPOConfig",
     "TaskTensors",
     "adapt",
+    "cli_train",
     "inner_loss",
+    "load_learner",
     "map_tasks",
     "outer_losses",
     "task_tensors",
@@ -381,8 +385,8 @@ class MAMLTRPO:
         loss, kl, old_dist = self.objective(inner_data, valid, None, create_graph=second_order)
         grad = flat_grad(loss, theta, retain_graph=True)
         hvp = hessian_vector_product(kl, theta, cfg.cg_damping)
-        direction = conjugate_gradient(hvp, grad, cfg.cg_iters)
-        step = trust_region_step(direction, hvp, cfg.max_kl)
+        direction, h_direction = conjugate_gradient_with_product(hvp, grad, cfg.cg_iters)
+        step = trust_region_step(direction, h_direction, cfg.max_kl)
         old = flatten([p.detach() for p in theta]).clone()
         loss_before = loss.item()
         del hvp, kl, loss
@@ -472,3 +476,24 @@ class MAMLLearner:
         self, vec_env: BatchedTaskVectorEnv | SyncTaskVectorEnv, seed: int
     ) -> MAMLAdaptation:
         return MAMLAdaptation(self, vec_env, seed)
+
+
+# ------------------------------------------------------------------- entry points for the metarl CLI
+def cli_train(
+    family: str,
+    config_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    run_dir: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+) -> Path:
+    """``metarl train maml-trpo``: see :func:`metarl.agents.maml_train.cli_train`."""
+    from metarl.agents.maml_train import cli_train as _cli_train
+
+    return _cli_train(family, config_path, resume, run_dir, seed)
+
+
+def load_learner(checkpoint: str | os.PathLike[str]) -> MAMLLearner:
+    """``metarl evaluate --learner maml-trpo --checkpoint PATH`` (a checkpoint file or run dir)."""
+    from metarl.agents.maml_train import load_algorithm
+
+    return load_algorithm(checkpoint).learner()

@@ -25,6 +25,7 @@ __all__ = [
     "LineSearchResult",
     "backtracking_line_search",
     "conjugate_gradient",
+    "conjugate_gradient_with_product",
     "flat_grad",
     "flatten",
     "hessian_vector_product",
@@ -82,6 +83,13 @@ def hessian_vector_product(
 def conjugate_gradient(
     matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, residual_tol: float = 1e-10
 ) -> Tensor:
+    """Approximately solve ``A x = b``; see :func:`conjugate_gradient_with_product`."""
+    return conjugate_gradient_with_product(matvec, b, iters, residual_tol)[0]
+
+
+def conjugate_gradient_with_product(
+    matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, residual_tol: float = 1e-10
+) -> tuple[Tensor, Tensor]:
     """Approximately solve ``A x = b`` by conjugate gradient (Hestenes & Stiefel 1952), from ``x = 0``.
 
     Args:
@@ -89,10 +97,15 @@ def conjugate_gradient(
         b: the right-hand side.
         iters: at most this many iterations (TRPO and MAML use 10).
         residual_tol: stop early once ``|r|^2`` is below this.
+
+    Returns:
+        ``x`` and ``A x``, accumulated from the products already computed (``A x = sum alpha_i A p_i``),
+        so scaling the step to the trust region costs no further product.
     """
     if iters < 1:
         raise ValueError(f"iters must be a positive int, got {iters!r}")
     x = torch.zeros_like(b)
+    ax = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
     rr = torch.dot(r, r)
@@ -102,22 +115,23 @@ def conjugate_gradient(
         ap = matvec(p)
         alpha = rr / torch.dot(p, ap)
         x = x + alpha * p
+        ax = ax + alpha * ap
         r = r - alpha * ap
         rr_new = torch.dot(r, r)
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return x, ax
 
 
-def trust_region_step(direction: Tensor, hvp: Callable[[Tensor], Tensor], max_kl: float) -> Tensor:
+def trust_region_step(direction: Tensor, h_direction: Tensor, max_kl: float) -> Tensor:
     """Scale ``direction`` (the solution of ``H x = g``) so the quadratic KL model equals ``max_kl``.
 
     With ``KL(step) ~ 0.5 step^T H step``, the step ``direction / sqrt(0.5 d^T H d / max_kl)`` lies on
-    the trust-region boundary.
+    the trust-region boundary. ``h_direction`` is ``H d``.
     """
     if not max_kl > 0:
         raise ValueError(f"max_kl must be positive, got {max_kl!r}")
-    shs = 0.5 * torch.dot(direction, hvp(direction))
+    shs = 0.5 * torch.dot(direction, h_direction)
     if not shs.item() > 0:
         return torch.zeros_like(direction)
     return direction * math.sqrt(max_kl / shs.item())

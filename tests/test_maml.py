@@ -10,11 +10,21 @@ import torch
 from metarl.agents.advantages import baseline_features, discounted_returns, fit_linear_baseline, gae
 from metarl.agents.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from metarl.agents.maml_train import build, checkpoint_payload, load_algorithm, meta_iteration, train
-from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, TaskTensors, adapt, inner_loss, map_tasks
+from metarl.agents.maml_trpo import (
+    MAMLTRPO,
+    MAMLTRPOConfig,
+    TaskTensors,
+    adapt,
+    cli_train,
+    inner_loss,
+    load_learner,
+    map_tasks,
+)
 from metarl.agents.policies import GaussianMLPPolicy, PolicySampler, make_policy
 from metarl.agents.trpo import (
     backtracking_line_search,
     conjugate_gradient,
+    conjugate_gradient_with_product,
     flat_grad,
     flatten,
     hessian_vector_product,
@@ -57,6 +67,8 @@ def test_conjugate_gradient_solves_spd_system() -> None:
     b = torch.randn(6, generator=g, dtype=torch.float64)
     x = conjugate_gradient(lambda v: a @ v, b, iters=6)
     torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-9, atol=1e-9)
+    x3, ax3 = conjugate_gradient_with_product(lambda v: a @ v, b, iters=3)  # stopped early
+    torch.testing.assert_close(ax3, a @ x3, rtol=1e-9, atol=1e-9)
 
 
 def test_flatten_round_trip() -> None:
@@ -313,11 +325,15 @@ def test_checkpoints_keep_last_k_and_resume_skips_corrupt_files(tmp_path) -> Non
     assert path.name == "ckpt_0000003.pt" and int(data["i"]) == 3
 
 
-def test_same_seed_twice_is_bit_identical_and_resume_continues_the_same_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_same_seed_twice_is_bit_identical_after_two_iterations(tmp_path) -> None:  # type: ignore[no-untyped-def]
     a = train(tiny_config(tmp_path / "a"), progress=False)
     b = train(tiny_config(tmp_path / "b"), progress=False)
     for (n, x), (_, y) in zip(a.policy.state_dict().items(), b.policy.state_dict().items(), strict=True):
         assert torch.equal(x, y), n
+
+
+def test_resume_continues_the_same_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a = train(tiny_config(tmp_path / "a"), progress=False)
     # one iteration, then resume for the second: the same parameters as the uninterrupted run
     train(tiny_config(tmp_path / "c", meta_iterations=1), progress=False)
     c = train(tiny_config(tmp_path / "c"), resume=True, progress=False)
@@ -325,7 +341,16 @@ def test_same_seed_twice_is_bit_identical_and_resume_continues_the_same_run(tmp_
         assert torch.equal(x, y), n
 
 
-def test_meta_test_protocol_runs_on_navigation(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    algo, _ = build(tiny_config(tmp_path))
-    result = metarl.evaluate(algo.learner(), "Navigation2D-v0", n_tasks=2, rounds=3, episodes_per_round=2)
+def test_cli_train_and_load_learner_meta_test_on_navigation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(
+        json.dumps({"meta_iterations": 1, "meta_batch_size": 2, "episodes_per_task": 2, "hidden_sizes": [8]})
+    )
+    run_dir = cli_train("Navigation2D-v0", cfg_file, False, tmp_path / "run", 3)
+    learner = load_learner(run_dir)
+    assert learner.config.seed == 3 and learner.config.hidden_sizes == (8,)
+    result = metarl.evaluate(learner, "Navigation2D-v0", n_tasks=2, rounds=3, episodes_per_round=2)
     assert result.returns.shape == (2, 3) and np.isfinite(result.returns).all()
+    cfg_file.write_text(json.dumps({"meta_iteration": 1}))
+    with pytest.raises(ValueError, match="meta_iteration"):
+        cli_train("Navigation2D-v0", cfg_file, False, tmp_path / "run2", None)
