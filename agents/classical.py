@@ -219,7 +219,8 @@ class EpsilonGreedyBandit(GreedyBandit):
 
     Args:
         epsilon: exploration probability; the default 0.0 was chosen on the validation split at
-            ``n = 100``, ``k = 5`` (``benchmarks/classical/tuned.json``).
+            ``n = 100``, ``k = 5`` (``benchmarks/classical/tuned.json``; 0.1 at ``n = 500``),
+            which makes the default identical to :class:`GreedyBandit`.
     """
 
     name: ClassVar[str] = "epsilon-greedy"
@@ -287,11 +288,12 @@ class GittinsIndex(_BanditLearner):
     an arm is scored by its posterior mean. Rewards must be 0 or 1.
 
     Args:
-        gamma: the discount; the default 0.9 was chosen at ``n = 100``, ``k = 5``.
+        gamma: the discount; the default 0.99 was chosen at ``n = 100``, ``k = 5``
+            (``benchmarks/classical/tuned.json``; 0.5 at ``n = 10``).
     """
 
     name: ClassVar[str] = "Gittins"
-    gamma: float = 0.9
+    gamma: float = 0.99
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.gamma) < 1.0:
@@ -470,12 +472,13 @@ class EpsilonGreedyMDP(GreedyMDP):
     """Greedy, except that each step takes a uniformly random action with probability ``epsilon``.
 
     Args:
-        epsilon: exploration probability; the default 0.1 was chosen on the validation split at
-            ``n = 10`` episodes (``benchmarks/classical/tuned.json``).
+        epsilon: exploration probability; the default 0.0 was chosen on the validation split at
+            ``n = 10`` episodes (``benchmarks/classical/tuned.json``; also at every other ``n``),
+            which makes the default identical to :class:`GreedyMDP`.
     """
 
     name: ClassVar[str] = "epsilon-greedy"
-    epsilon: float = 0.1
+    epsilon: float = 0.0
 
     def __post_init__(self) -> None:
         self.exploration = _check_unit("epsilon", self.epsilon)
@@ -508,12 +511,13 @@ class BEB(_MDPLearner):
     ``mean[s, a] + beta / (1 + N[s, a])``, replanned at the start of each episode.
 
     Args:
-        beta: bonus scale; the default 0.5 was chosen on the validation split at ``n = 10``
-            episodes (``benchmarks/classical/tuned.json``).
+        beta: bonus scale; the default 0.4 was chosen on the validation split at ``n = 10``
+            episodes (``benchmarks/classical/tuned.json``; 0.9 at ``n = 25``, 1.0, the top of
+            the grid, from ``n = 50``).
     """
 
     name: ClassVar[str] = "BEB"
-    beta: float = 0.5
+    beta: float = 0.4
 
     def __post_init__(self) -> None:
         _check_nonnegative("beta", self.beta)
