@@ -585,10 +585,17 @@ def cli_train(
     out_dir: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> Path:
     """Entry point of ``metarl train rl2 --family <id>``; see :func:`metarl.agents.rl2_train.cli_train`."""
     from metarl.agents.rl2_train import cli_train as _cli_train
 
     return _cli_train(
-        family, config_path, resume=resume, out_dir=out_dir, overrides=overrides, progress=progress
+        family,
+        config_path,
+        resume=resume,
+        out_dir=out_dir,
+        overrides=overrides,
+        progress=progress,
+        max_seconds=max_seconds,
     )

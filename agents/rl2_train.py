@@ -148,12 +148,15 @@ def train(
     resume: bool = False,
     progress: bool = True,
     max_updates: int | None = None,
+    max_seconds: float | None = None,
 ) -> RL2:
     """Train RL² until ``config.total_env_steps``, logging and checkpointing into ``run_dir``.
 
     With ``resume`` the newest valid checkpoint of ``run_dir`` is restored first (its config must
     equal ``config``); without it, ``run_dir`` must not hold checkpoints already.
-    ``max_updates`` stops early after that many updates in this call (for tests and smoke runs).
+    ``max_updates`` stops early after that many updates in this call (for tests and smoke runs);
+    ``max_seconds`` after that much wall-clock in this call (a final checkpoint is written either
+    way, so the run can be resumed).
     """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
@@ -186,8 +189,11 @@ def train(
         total=total, initial=agent.updates, disable=not progress, desc=f"RL² {config.family}", unit="upd"
     )
     done_here = 0
+    start = time.perf_counter()
     try:
         while agent.env_steps < config.total_env_steps and (max_updates is None or done_here < max_updates):
+            if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                break
             t0, steps0 = time.perf_counter(), agent.env_steps
             stats = agent.train_step()
             dt = time.perf_counter() - t0
@@ -244,6 +250,7 @@ def cli_train(
     out_dir: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> Path:
     """What ``metarl train rl2 --family <id> [--config FILE] [--out DIR] [--resume]`` runs.
 
@@ -254,6 +261,7 @@ def cli_train(
         out_dir: run directory; default ``runs/rl2/<family>/seed<seed>``.
         overrides: config fields set after the file is read (e.g. ``{"seed": 3}``).
         progress: show the tqdm progress bar.
+        max_seconds: stop (with a checkpoint, resumable) after this much wall-clock.
 
     Returns:
         The run directory.
@@ -264,5 +272,5 @@ def cli_train(
     data = {**data, "family": family, **dict(overrides or {})}
     config = RL2Config.from_dict(data, source=str(config_path or "--family"))
     run_dir = Path(out_dir) if out_dir is not None else Path("runs") / "rl2" / family / f"seed{config.seed}"
-    train(config, run_dir, resume=resume, progress=progress)
+    train(config, run_dir, resume=resume, progress=progress, max_seconds=max_seconds)
     return run_dir

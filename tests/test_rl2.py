@@ -240,3 +240,29 @@ def test_config_errors_name_the_value() -> None:
     with pytest.raises(ValueError, match="episodes_per_trial=7 disagrees"):
         RL2(small_config(episodes_per_trial=7))
     assert math.isfinite(RL2(small_config()).train_step()["trial_return"])
+
+
+def test_cli_train_reads_config_file_and_resumes(tmp_path) -> None:
+    import json as _json
+
+    from metarl.agents.rl2 import cli_train
+
+    data = {k: v for k, v in _json.loads(small_config().to_json()).items() if k != "family"}
+    cfg = tmp_path / "rl2.json"
+    cfg.write_text(_json.dumps(data))
+    out = cli_train(
+        "BernoulliBandit-v0", cfg, out_dir=tmp_path / "run", overrides={"total_env_steps": 40}, progress=False
+    )
+    assert load_run(out).updates == 1  # 8 trials x 5 pulls = 40 steps per update
+    out = cli_train(
+        "BernoulliBandit-v0",
+        cfg,
+        out_dir=tmp_path / "run",
+        overrides={"total_env_steps": 40},
+        resume=True,
+        progress=False,
+    )
+    assert load_run(out).updates == 1  # already done: resuming adds nothing
+    with pytest.raises(ValueError, match="disagrees with the config file"):
+        cfg.write_text(_json.dumps({**data, "family": "TabularMDP-v0"}))
+        cli_train("BernoulliBandit-v0", cfg, out_dir=tmp_path / "other", progress=False)

@@ -1,0 +1,96 @@
+"""RL² on Bernoulli bandits (Duan et al. 2016, Table 1): train, then score beside the classical agents.
+
+    # train one setting (n pulls per trial, k arms); resumable, logs and checkpoints in the run dir
+    .venv/bin/python scripts/rl2_bandit.py train --pulls 10 --arms 5 --seed 0 [--minutes 8] [--resume]
+    # score finished runs on 1000 held-out test trials beside the tuned classical agents
+    .venv/bin/python scripts/rl2_bandit.py eval --run 10,5=benchmarks/rl2/runs/bandit_n10_k5_seed0 \
+        --run 100,5=benchmarks/rl2/runs/bandit_n100_k5_seed0
+
+``eval`` writes ``benchmarks/rl2/bandit.json`` and ``bandit.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from metarl.agents.classical_bench import LearnerSpec, bandit_table, load_tuned
+from metarl.agents.rl2 import RL2Learner
+from rl2_common import BENCH_DIR, add_train_args, run_training, training_record
+
+from metarl.evaluation import atomic_write_text
+
+
+def classical_learners() -> dict[str, LearnerSpec]:
+    """The tuned classical baselines of ``scripts/bench_classical.py``."""
+    from bench_classical import bandit_learners
+
+    return bandit_learners(load_tuned())
+
+
+def evaluate_runs(runs: dict[tuple[int, int], Path], trials: int, seed: int, with_classical: bool) -> None:
+    learners: dict[tuple[int, int], RL2Learner] = {s: RL2Learner.load(d) for s, d in runs.items()}
+    records = {f"n={n},k={k}": training_record(d) for (n, k), d in runs.items()}
+    result: dict[str, Any] = {"trials": trials, "seed": seed, "runs": records, "tables": []}
+    start = time.perf_counter()
+    for k in sorted({k for _, k in runs}):
+        pulls = sorted(n for n, kk in runs if kk == k)
+        specs: dict[str, LearnerSpec] = dict(classical_learners()) if with_classical else {}
+        specs["RL2"] = lambda s: learners[(s["n"], s["k"])]
+        table = bandit_table(specs, pulls=pulls, arms=(k,), n_trials=trials, seed=seed, log=print)
+        result["tables"].append({"k": k, "table": table.to_dict(), "markdown": table.to_markdown()})
+        print(table.to_markdown())
+    result["eval_seconds"] = round(time.perf_counter() - start, 1)
+    atomic_write_text(BENCH_DIR / "bandit.json", json.dumps(result, indent=1) + "\n")
+    runs_md = [
+        "| setting | RL² env steps | updates | training wall-clock (s) | run |",
+        "|---|---|---|---|---|",
+    ]
+    for key, r in records.items():
+        runs_md.append(
+            f"| {key} | {r['env_steps']} | {r['updates']} | {r['train_seconds']} | `{r['run_dir']}` |"
+        )
+    tables_md = "\n\n".join(t["markdown"] for t in result["tables"])
+    atomic_write_text(BENCH_DIR / "bandit.md", tables_md + "\n\n" + "\n".join(runs_md) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train RL² on one (n, k) setting")
+    tr.add_argument("--pulls", type=int, required=True, help="n: pulls (one-pull episodes) per trial")
+    tr.add_argument("--arms", type=int, required=True, help="k: arms")
+    add_train_args(tr, "bandit.json")
+    ev = sub.add_parser("eval", help="score trained runs on held-out trials")
+    ev.add_argument("--run", action="append", required=True, help="N,K=RUN_DIR (repeatable)")
+    ev.add_argument("--trials", type=int, default=1000)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--no-classical", action="store_true")
+    args = parser.parse_args()
+    if args.command == "train":
+        name = f"bandit_n{args.pulls}_k{args.arms}"
+        run_training(args, {"family_kwargs": {"n_arms": args.arms, "n_pulls": args.pulls}}, name)
+        return
+    torch.set_num_threads(1)
+    runs: dict[tuple[int, int], Path] = {}
+    for item in args.run:
+        setting, sep, path = item.partition("=")
+        try:
+            n, k = (int(v) for v in setting.split(","))
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise SystemExit(f"--run must look like N,K=RUN_DIR, got {item!r}")
+        runs[(n, k)] = Path(path)
+    evaluate_runs(runs, args.trials, args.seed, not args.no_classical)
+
+
+if __name__ == "__main__":
+    main()

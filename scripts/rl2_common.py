@@ -1,0 +1,110 @@
+"""Shared pieces of the ``scripts/rl2_*.py`` benchmark scripts: config files, training, records.
+
+Each script has two sub-commands: ``train`` (one run into a run directory, resumable) and
+``eval`` (held-out evaluation of finished runs, written under ``benchmarks/rl2/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from metarl.agents.rl2 import RL2Config
+from metarl.agents.rl2_train import latest_checkpoint, load_config, train
+
+__all__ = ["BENCH_DIR", "add_train_args", "per_episode_eval", "run_training", "training_record"]
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "rl2"
+
+
+def add_train_args(parser: argparse.ArgumentParser, default_config: str) -> None:
+    parser.add_argument("--config", type=Path, default=BENCH_DIR / "configs" / default_config)
+    parser.add_argument("--out", type=Path, default=None, help="run directory")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    parser.add_argument("--minutes", type=float, default=None, help="stop after this much training")
+    parser.add_argument("--total-steps", type=int, default=None, help="override total_env_steps")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run_training(args: argparse.Namespace, overrides: Mapping[str, Any], run_name: str) -> Path:
+    """Train one run from ``args.config`` with ``overrides``; return its directory."""
+    torch.set_num_threads(args.threads)
+    data = {**load_config(args.config), **dict(overrides), "seed": args.seed}
+    if args.total_steps is not None:
+        data["total_env_steps"] = args.total_steps
+    config = RL2Config.from_dict(data, source=str(args.config))
+    out = args.out or BENCH_DIR / "runs" / f"{run_name}_seed{args.seed}"
+    agent = train(
+        config,
+        out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        max_seconds=None if args.minutes is None else args.minutes * 60.0,
+    )
+    print(
+        f"{run_name}: {agent.updates} updates, {agent.env_steps} env steps, {agent.train_seconds:.0f}s -> {out}"
+    )
+    return out
+
+
+def training_record(run_dir: Path) -> dict[str, Any]:
+    """What a table should say about a run: steps, updates, training wall-clock, config."""
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}")
+    path, state = found
+    return {
+        "run_dir": str(run_dir),
+        "checkpoint": path.name,
+        "updates": int(state["updates"]),
+        "env_steps": int(state["env_steps"]),
+        "train_seconds": round(float(state["train_seconds"]), 1),
+        "config": json.loads(state["config"]),
+    }
+
+
+def per_episode_eval(
+    run_dir: Path,
+    *,
+    name: str,
+    others: Mapping[str, Any] | None = None,
+    n_tasks: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Return per episode 1..N of a trial on the family's held-out test tasks, beside ``others``.
+
+    Uses :func:`metarl.evaluate` with ``rounds = N`` and one episode per round: the RL² hidden state
+    persists across rounds, so round ``r`` is episode ``r + 1`` of the trial. ``others`` are
+    learners scored the same way (scripted references). Writes ``<name>.json``, ``<name>.md`` and
+    ``<name>.png`` under ``benchmarks/rl2/``.
+    """
+    from metarl.agents.rl2 import RL2Learner
+
+    from metarl.evaluation import atomic_write_text, evaluate
+
+    torch.set_num_threads(1)
+    learner = RL2Learner.load(run_dir)
+    config = learner.config
+    family = config.make_family()
+    n = config.resolve_episodes_per_trial(family)
+    kw = {"split": "test", "n_tasks": n_tasks, "rounds": n, "episodes_per_round": 1, "seed": seed}
+    results = [evaluate(learner, family, **kw)]
+    results += [evaluate(other, family, **kw) for other in (others or {}).values()]
+    record = {
+        "family": family.id,
+        "episodes_per_trial": n,
+        "training": training_record(run_dir),
+        "results": [r.to_dict() for r in results],
+    }
+    atomic_write_text(BENCH_DIR / f"{name}.json", json.dumps(record, indent=1) + "\n")
+    md = "\n\n".join(r.to_markdown() for r in results)
+    atomic_write_text(BENCH_DIR / f"{name}.md", md + "\n")
+    results[0].plot(BENCH_DIR / f"{name}.png", others=results[1:])
+    print(md)
+    return record

@@ -1,0 +1,88 @@
+"""RL² on tabular MDPs (Duan et al. 2016, Table 2): train, then score beside PSRL and the others.
+
+    # train with n episodes (of 10 steps) per trial; resumable
+    .venv/bin/python scripts/rl2_tabular_mdp.py train --episodes 10 --seed 0 [--minutes 20] [--resume]
+    # score finished runs on 1000 held-out test trials beside the tuned classical agents
+    .venv/bin/python scripts/rl2_tabular_mdp.py eval --run 10=benchmarks/rl2/runs/tabular_mdp_n10_seed0
+
+``eval`` writes ``benchmarks/rl2/tabular_mdp.json`` and ``tabular_mdp.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table
+from metarl.agents.rl2 import RL2Learner
+from rl2_common import BENCH_DIR, add_train_args, run_training, training_record
+
+from metarl.evaluation import atomic_write_text
+
+
+def classical_learners() -> dict[str, LearnerSpec]:
+    """The tuned classical baselines of ``scripts/bench_classical.py``."""
+    from bench_classical import mdp_learners
+
+    return mdp_learners(load_tuned())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train RL² with n episodes per trial")
+    tr.add_argument("--episodes", type=int, required=True, help="n: episodes per trial")
+    add_train_args(tr, "tabular_mdp.json")
+    ev = sub.add_parser("eval", help="score trained runs on held-out trials")
+    ev.add_argument("--run", action="append", required=True, help="N=RUN_DIR (repeatable)")
+    ev.add_argument("--trials", type=int, default=1000)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--no-classical", action="store_true")
+    args = parser.parse_args()
+    if args.command == "train":
+        name = f"tabular_mdp_n{args.episodes}"
+        run_training(args, {"family_kwargs": {"n_episodes": args.episodes}}, name)
+        return
+    torch.set_num_threads(1)
+    runs: dict[int, Path] = {}
+    for item in args.run:
+        setting, sep, path = item.partition("=")
+        if not sep or not setting.isdigit():
+            raise SystemExit(f"--run must look like N=RUN_DIR, got {item!r}")
+        runs[int(setting)] = Path(path)
+    learners = {n: RL2Learner.load(d) for n, d in runs.items()}
+    specs: dict[str, LearnerSpec] = {} if args.no_classical else dict(classical_learners())
+    specs["RL2"] = lambda s: learners[s["n"]]
+    start = time.perf_counter()
+    table = mdp_table(specs, episodes=sorted(runs), n_trials=args.trials, seed=args.seed, log=print)
+    records = {f"n={n}": training_record(d) for n, d in runs.items()}
+    result: dict[str, Any] = {
+        "trials": args.trials,
+        "seed": args.seed,
+        "runs": records,
+        "table": table.to_dict(),
+        "markdown": table.to_markdown(),
+        "eval_seconds": round(time.perf_counter() - start, 1),
+    }
+    atomic_write_text(BENCH_DIR / "tabular_mdp.json", json.dumps(result, indent=1) + "\n")
+    runs_md = [
+        "| setting | RL² env steps | updates | training wall-clock (s) | run |",
+        "|---|---|---|---|---|",
+    ]
+    for key, r in records.items():
+        runs_md.append(
+            f"| {key} | {r['env_steps']} | {r['updates']} | {r['train_seconds']} | `{r['run_dir']}` |"
+        )
+    atomic_write_text(BENCH_DIR / "tabular_mdp.md", table.to_markdown() + "\n\n" + "\n".join(runs_md) + "\n")
+    print(table.to_markdown())
+
+
+if __name__ == "__main__":
+    main()
