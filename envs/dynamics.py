@@ -26,7 +26,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import mujoco
@@ -37,6 +37,9 @@ from gymnasium.envs.registration import parse_env_id
 from metarl.family import TaskEnv, TaskFamily
 from metarl.registry import register_family
 from metarl.task import Param, Task
+
+if TYPE_CHECKING:
+    from metarl.vector import BatchedTaskVectorEnv
 
 __all__ = [
     "RAND_PARAM_ENVS_SPEC",
@@ -370,6 +373,13 @@ class RandParamsFamily(TaskFamily):
         env.task_family = self
         env._randomizer = DynamicsRandomizer(env.model, self.spec)
         return env
+
+    def make_batched_env(self, tasks: Sequence[Task], envs_per_task: int = 1) -> BatchedTaskVectorEnv | None:
+        """All sub-envs stepped together, one ``MjModel`` per task (:mod:`metarl.envs.mujoco_batched`),
+        bit-identical to :meth:`make_env`; ``None`` for robots that module does not mirror."""
+        from metarl.envs.mujoco_batched import make_mujoco_vector_env
+
+        return make_mujoco_vector_env(self, tasks, envs_per_task)
 
 
 def register_randomized(

@@ -1,0 +1,124 @@
+"""The native batched MuJoCo backend against Gymnasium's path, step for step.
+
+Longer runs than the registry-wide contract test: several episodes per sub-env with
+termination-driven resets in the middle of the batch (Ant, Humanoid, Hopper, Walker2d), a
+horizon shorter than the episodes so truncations interleave with terminations, several threads,
+``set_tasks`` between batches, reward terms in ``infos`` summing to the reward, and float64 actions.
+Everything is compared for exact equality (the backend makes the same MuJoCo calls as Gymnasium and
+mirrors its numpy in the same order); the largest deviation is also asserted below 1e-9.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from metarl.envs.mujoco_batched import MujocoVectorEnv
+from metarl.envs.mujoco_physics import BatchedPhysics
+
+import metarl
+
+SPLITS = {"train": 6, "validation": 2, "test": 4}
+
+# (family id, steps, horizon): horizons shorter than the run force truncations mid-batch (HalfCheetah,
+# Ant); the healthy-terminating robots terminate at different steps in different sub-envs.
+CASES = [
+    ("HalfCheetahVel-v0", 260, 120),
+    ("HalfCheetahDir-v0", 120, 50),
+    ("AntDir-v0", 200, 90),
+    ("AntVel-v0", 120, 60),
+    ("AntDir2D-v0", 120, 60),
+    ("AntGoal-v0", 120, 60),
+    ("HumanoidDir-v0", 150, 100),
+    ("HopperRandParams-v0", 300, 200),
+    ("Walker2dRandParams-v0", 300, 200),
+    ("HalfCheetahRandParams-v0", 120, 50),
+]
+
+
+def _run_pair(
+    family_id: str, steps: int, horizon: int, *, num_threads: int, dtype: type = np.float32, seed: int = 3
+) -> dict[str, int | float]:
+    fam = metarl.make_family(family_id, split_sizes=SPLITS, max_episode_steps=horizon)
+    tasks = list(fam.train[:4])
+    native = MujocoVectorEnv(fam, tasks, envs_per_task=2, num_threads=num_threads)
+    reference = metarl.make_vec(fam, tasks, envs_per_task=2, backend="gymnasium")
+    obs_n, _ = native.reset(seed=seed)
+    obs_r, _ = reference.reset(seed=seed)
+    np.testing.assert_array_equal(obs_n, obs_r)
+    rng = np.random.default_rng(seed + 1)
+    space = native.action_space
+    max_dev = 0.0
+    terminations = truncations = 0
+    for _ in range(steps):
+        a = rng.uniform(space.low * 1.2, space.high * 1.2).astype(dtype)  # also outside ctrlrange
+        on, rn, ten, trn, info = native.step(a)
+        orf, rr, ter, trr, _ = reference.step(a)
+        np.testing.assert_array_equal(ten, ter)
+        np.testing.assert_array_equal(trn, trr)
+        np.testing.assert_array_equal(on, orf)
+        np.testing.assert_array_equal(rn, rr)
+        max_dev = max(max_dev, float(np.abs(on - orf).max()), float(np.abs(rn - rr).max()))
+        terms = [k for k in info if k.startswith("reward_")]
+        np.testing.assert_allclose(sum(np.asarray(info[k], np.float64) for k in terms), rn, rtol=0, atol=1e-9)
+        terminations += int(ter.sum())
+        truncations += int((trr & ~ter).sum())
+    native.close()
+    reference.close()
+    return {"max_dev": max_dev, "terminations": terminations, "truncations": truncations}
+
+
+@pytest.mark.parametrize(("family_id", "steps", "horizon"), CASES)
+def test_matches_gymnasium_with_mid_batch_resets(family_id: str, steps: int, horizon: int) -> None:
+    result = _run_pair(family_id, steps, horizon, num_threads=2)
+    assert result["max_dev"] <= 1e-9
+    if family_id.startswith(("HalfCheetah", "Ant")):
+        assert result["truncations"] > 0, "no truncation-driven reset was exercised"
+    if not family_id.startswith("HalfCheetah"):
+        assert result["terminations"] > 0, "no termination-driven reset was exercised"
+
+
+def test_float64_actions_and_single_thread() -> None:
+    result = _run_pair("AntGoal-v0", 80, 40, num_threads=1, dtype=np.float64)
+    assert result["max_dev"] == 0.0
+
+
+def test_set_tasks_rebuilds_dynamics() -> None:
+    """Reassigning dynamics tasks in place gives the same models as fresh single envs."""
+    fam = metarl.make_family("HopperRandParams-v0", split_sizes=SPLITS, max_episode_steps=50)
+    native = MujocoVectorEnv(fam, list(fam.train[:2]), envs_per_task=2, num_threads=2)
+    reference = metarl.make_vec(fam, list(fam.train[:2]), envs_per_task=2, backend="gymnasium")
+    for tasks in (list(fam.train[2:4]), list(fam.train[:2])):
+        native.set_tasks(tasks)
+        reference.set_tasks(tasks)
+        np.testing.assert_array_equal(native.reset(seed=1)[0], reference.reset(seed=1)[0])
+        rng = np.random.default_rng(0)
+        for _ in range(60):
+            a = rng.uniform(-1, 1, native.action_space.shape).astype(np.float32)
+            for x, y in zip(native.step(a)[:4], reference.step(a)[:4], strict=True):
+                np.testing.assert_array_equal(x, y)
+    native.close()
+
+
+def test_auto_backend_is_native_and_gymnasium_on_request() -> None:
+    fam = metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS)
+    assert isinstance(metarl.make_vec(fam, fam.test[:2]), MujocoVectorEnv)
+    assert not isinstance(metarl.make_vec(fam, fam.test[:2], backend="gymnasium"), MujocoVectorEnv)
+    assert fam.describe()["batched"]
+
+
+def test_physics_threads_do_not_change_results() -> None:
+    """The chunked thread pool gives the same states as stepping on one thread."""
+    fam = metarl.make_family("AntDir-v0", split_sizes=SPLITS)
+    model = fam.make_env().unwrapped.model
+    outs = []
+    for threads in (1, 2, 3):
+        phys = BatchedPhysics([model] * 7, 5, {"qpos": ("qpos", None)}, num_threads=threads)
+        rng = np.random.default_rng(0)
+        for i in range(7):
+            phys.set_state(i, model.qpos0 + rng.uniform(-0.1, 0.1, model.nq), rng.normal(size=model.nv) * 0.1)
+        for _ in range(20):
+            phys.step(rng.uniform(-1, 1, (7, model.nu)))
+        outs.append(phys.out["qpos"].copy())
+        phys.close()
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
