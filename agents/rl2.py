@@ -33,9 +33,9 @@ from typing import Any, Literal, NamedTuple
 import gymnasium as gym
 import numpy as np
 import torch
-from metarl.agents.rl2_trials import TaskSampler, TrialInputs, TrialVecEnv
 from torch import nn
 
+from metarl.agents.rl2_trials import TaskSampler, TrialInputs, TrialVecEnv
 from metarl.evaluation import AdaptationUnit
 from metarl.family import TaskFamily
 from metarl.rollout import EpisodeBatch

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from metarl.agents.rl2 import RL2, RL2Config
 
+from metarl.agents.rl2 import RL2, RL2Config
 from metarl.evaluation import atomic_write_text
 
 __all__ = ["CHECKPOINT_FORMAT", "cli_train", "latest_checkpoint", "load_run", "save_checkpoint", "train"]
@@ -49,6 +49,7 @@ _CSV_FIELDS = (
     "clip_frac",
     "grad_norm",
     "ent_coef",
+    "load_avg_1min",
 )
 
 
@@ -204,11 +205,13 @@ def train(
                 "env_steps": agent.env_steps,
                 "wall_seconds": round(agent.train_seconds, 3),
                 "steps_per_second": round((agent.env_steps - steps0) / max(dt, 1e-9), 1),
+                # the machine is shared: the load says how much of it this run had
+                "load_avg_1min": round(os.getloadavg()[0], 2),
                 **{k: round(v, 6) for k, v in stats.items()},
             }
             writer.writerow(row)
             csv_file.flush()
-            for key in _CSV_FIELDS[4:]:
+            for key in _CSV_FIELDS[4:-1]:
                 if key in stats:
                     tb.add_scalar(f"rl2/{key}", stats[key], agent.env_steps)
             tb.add_scalar("rl2/steps_per_second", row["steps_per_second"], agent.env_steps)

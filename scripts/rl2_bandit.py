@@ -21,10 +21,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rl2_common import BENCH_DIR, add_train_args, paired_gap, run_training, training_record
+
 from metarl.agents.classical_bench import LearnerSpec, bandit_table, load_tuned
 from metarl.agents.rl2 import RL2Learner
-from rl2_common import BENCH_DIR, add_train_args, run_training, training_record
-
+from metarl.envs.bandit import BernoulliBanditFamily
 from metarl.evaluation import atomic_write_text
 
 
@@ -45,7 +46,15 @@ def evaluate_runs(runs: dict[tuple[int, int], Path], trials: int, seed: int, wit
         specs: dict[str, LearnerSpec] = dict(classical_learners()) if with_classical else {}
         specs["RL2"] = lambda s: learners[(s["n"], s["k"])]
         table = bandit_table(specs, pulls=pulls, arms=(k,), n_trials=trials, seed=seed, log=print)
-        result["tables"].append({"k": k, "table": table.to_dict(), "markdown": table.to_markdown()})
+        gaps = []
+        if with_classical:
+            sizes = {"train": 0, "validation": 0, "test": trials}
+            for n in pulls:
+                family = BernoulliBanditFamily(n_arms=k, n_pulls=n, split_sizes=sizes)
+                gaps.append(paired_gap(table, specs, {"n": n, "k": k}, family, seed=seed))
+                print("paired gap", gaps[-1])
+        entry = {"k": k, "table": table.to_dict(), "markdown": table.to_markdown(), "paired_gaps": gaps}
+        result["tables"].append(entry)
         print(table.to_markdown())
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_text(BENCH_DIR / "bandit.json", json.dumps(result, indent=1) + "\n")
@@ -57,8 +66,21 @@ def evaluate_runs(runs: dict[tuple[int, int], Path], trials: int, seed: int, wit
         runs_md.append(
             f"| {key} | {r['env_steps']} | {r['updates']} | {r['train_seconds']} | `{r['run_dir']}` |"
         )
+    gaps_md = [
+        "| setting | best other | RL² - best other, paired (95% CI) | in % of best other |",
+        "|---|---|---|---|",
+    ]
+    for t in result["tables"]:
+        for g in t["paired_gaps"]:
+            s = g["setting"]
+            gaps_md.append(
+                f"| n = {s['n']}, k = {s['k']} | {g['best_other']} ({g['best_other_mean']:.2f}) | "
+                f"{g['gap']:+.2f} [{g['gap_ci'][0]:+.2f}, {g['gap_ci'][1]:+.2f}] | "
+                f"{g['gap_percent']:+.1f}% [{g['gap_percent_ci'][0]:+.1f}, {g['gap_percent_ci'][1]:+.1f}] |"
+            )
     tables_md = "\n\n".join(t["markdown"] for t in result["tables"])
-    atomic_write_text(BENCH_DIR / "bandit.md", tables_md + "\n\n" + "\n".join(runs_md) + "\n")
+    parts = [tables_md, "\n".join(gaps_md), "\n".join(runs_md)]
+    atomic_write_text(BENCH_DIR / "bandit.md", "\n\n".join(parts) + "\n")
 
 
 def main() -> None:

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from metarl.agents.rl2 import RL2Config
 from metarl.agents.rl2_train import latest_checkpoint, load_config, train
+from metarl.provenance import run_metadata
 
-__all__ = ["BENCH_DIR", "add_train_args", "per_episode_eval", "run_training", "training_record"]
+__all__ = ["BENCH_DIR", "add_train_args", "paired_gap", "per_episode_eval", "run_training", "training_record"]
 
 BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "rl2"
 
@@ -40,6 +42,9 @@ def run_training(args: argparse.Namespace, overrides: Mapping[str, Any], run_nam
         data["total_env_steps"] = args.total_steps
     config = RL2Config.from_dict(data, source=str(args.config))
     out = args.out or BENCH_DIR / "runs" / f"{run_name}_seed{args.seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "provenance.jsonl").open("a") as fh:  # one line per (re)start of the run
+        fh.write(json.dumps(run_metadata(seed=args.seed)) + "\n")
     agent = train(
         config,
         out,
@@ -85,7 +90,6 @@ def per_episode_eval(
     ``<name>.png`` under ``benchmarks/rl2/``.
     """
     from metarl.agents.rl2 import RL2Learner
-
     from metarl.evaluation import atomic_write_text, evaluate
 
     torch.set_num_threads(1)
@@ -108,3 +112,47 @@ def per_episode_eval(
     results[0].plot(BENCH_DIR / f"{name}.png", others=results[1:])
     print(md)
     return record
+
+
+def paired_gap(
+    table: Any,
+    specs: Mapping[str, Any],
+    setting: Mapping[str, int],
+    family: Any,
+    *,
+    rl2_name: str = "RL2",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """RL² minus the best other learner of ``table`` in ``setting``, paired trial by trial.
+
+    Both run one trial on each test task of ``family`` with the same seeds (common random numbers:
+    sub-env ``i`` is reset with ``seed + i`` in both runs), so the per-trial differences have a
+    much tighter bootstrap CI than the two means' separate CIs.
+    """
+    from metarl.agents.classical_bench import run_trials
+    from metarl.evaluation import bootstrap_ci
+    from metarl.vector import make_vec
+
+    others = [c for c in table.cells if c.setting == dict(setting) and c.learner != rl2_name]
+    best = max(others, key=lambda c: c.mean)
+    n = int(setting["n"])
+    totals = {}
+    for name in (rl2_name, best.learner):
+        spec = specs[name]
+        learner = spec(dict(setting)) if callable(spec) and not hasattr(spec, "begin_adaptation") else spec
+        vec = make_vec(family, family.split("test"))
+        totals[name] = run_trials(learner, vec, n, seed=seed).sum(axis=1)
+        vec.close()
+    diff = totals[rl2_name] - totals[best.learner]
+    mean, low, high = bootstrap_ci(diff, seed=seed)
+    ref = float(totals[best.learner].mean())
+    return {
+        "setting": dict(setting),
+        "best_other": best.learner,
+        "best_other_mean": ref,
+        "rl2_mean": float(totals[rl2_name].mean()),
+        "gap": mean,
+        "gap_ci": [low, high],
+        "gap_percent": 100.0 * mean / ref,
+        "gap_percent_ci": [100.0 * low / ref, 100.0 * high / ref],
+    }

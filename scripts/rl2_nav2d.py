@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from metarl.agents.scripted import Navigation2DOracle, Navigation2DTrilateration, RandomLearner
 from rl2_common import add_train_args, per_episode_eval, run_training
+
+from metarl.agents.scripted import Navigation2DOracle, Navigation2DTrilateration, RandomLearner
 
 
 def main() -> None:

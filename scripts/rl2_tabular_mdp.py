@@ -20,10 +20,10 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table
-from metarl.agents.rl2 import RL2Learner
 from rl2_common import BENCH_DIR, add_train_args, run_training, training_record
 
+from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table
+from metarl.agents.rl2 import RL2Learner
 from metarl.evaluation import atomic_write_text
 
 

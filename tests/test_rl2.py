@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
+
+from metarl import collect, evaluate, make_family, make_vec
 from metarl.agents.rl2 import RL2, RL2Config, RL2Learner, RL2Policy, collect_trials, ppo_loss, trial_gae
 from metarl.agents.rl2_train import latest_checkpoint, load_run, train
 from metarl.agents.rl2_trials import TrialInputs, TrialVecEnv
-
-from metarl import collect, evaluate, make_family, make_vec
 
 torch.set_num_threads(1)
 

@@ -22,13 +22,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from metarl.agents.rl2 import RL2, RL2Config
-from metarl.agents.rl2_trials import TaskSampler, TrialVecEnv
-from metarl.envs.bandit import BernoulliBanditFamily
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
+from metarl.agents.rl2 import RL2, RL2Config
+from metarl.agents.rl2_trials import TaskSampler, TrialVecEnv
+from metarl.envs.bandit import BernoulliBanditFamily
 from metarl.evaluation import bootstrap_ci
 
 
@@ -111,7 +111,6 @@ def score_sb3(
 
 def score_own(agent: RL2, tasks: list[Any], family: BernoulliBanditFamily, n: int, seed: int) -> np.ndarray:
     from metarl.agents.classical_bench import run_trials
-
     from metarl.vector import make_vec
 
     vec = make_vec(family, tasks)
