@@ -136,17 +136,12 @@ class MujocoTaskFamily(TaskFamily):
         return make_mujoco_vector_env(self, tasks, envs_per_task)
 
 
-class _TaskReward:
-    """Replaces the Gymnasium env's forward reward by the task's; put it after :class:`TaskEnv`.
-
-    Subclasses set :attr:`reward_terms` (the task term first) and implement :meth:`_task_term`
-    and :meth:`_task_info`.
-    """
+class _TaskInfo:
+    """Shared by the task envs below (put it after :class:`TaskEnv`): the family, the ``info`` keys
+    that sum to the reward, and the task quantity reported after ``reset`` and every ``step``."""
 
     #: The ``info`` keys whose values sum to the reward; the first is the task-dependent term.
     reward_terms: ClassVar[tuple[str, ...]]
-    #: Gymnasium's term the task term replaces (removed from ``info`` if named differently).
-    _replaced_term: ClassVar[str] = "reward_forward"
 
     def _init_task_env(self, family: TaskFamily, env_kwargs: dict[str, Any]) -> None:
         self.task_family = family
@@ -154,10 +149,22 @@ class _TaskReward:
         # Gymnasium's EzPickle recorded the base class's arguments; record ours instead.
         EzPickle.__init__(self, family, **env_kwargs)
 
-    def _task_term(self, info: dict[str, Any]) -> float:
+    def _task_info(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _task_info(self) -> dict[str, Any]:
+    def _get_reset_info(self) -> dict[str, Any]:
+        info = super()._get_reset_info()  # type: ignore[misc]
+        info.update(self._task_info())
+        return info
+
+
+class _TaskReward(_TaskInfo):
+    """Wraps Gymnasium's ``step``: replaces its forward term by :meth:`_task_term` of its ``info``."""
+
+    #: Gymnasium's term the task term replaces (removed from ``info`` if named differently).
+    _replaced_term: ClassVar[str] = "reward_forward"
+
+    def _task_term(self, info: dict[str, Any]) -> float:
         raise NotImplementedError
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -173,11 +180,6 @@ class _TaskReward:
         info.update(self._task_info())
         return obs, float(reward), terminated, truncated, info
 
-    def _get_reset_info(self) -> dict[str, Any]:
-        info = super()._get_reset_info()  # type: ignore[misc]
-        info.update(self._task_info())
-        return info
-
 
 def _vector(values: Any) -> np.ndarray:
     return np.array(values, dtype=np.float64)
@@ -186,7 +188,7 @@ def _vector(values: Any) -> np.ndarray:
 # --------------------------------------------------------------------------------- HalfCheetah
 
 
-class HalfCheetahVelEnv(TaskEnv, _TaskReward, HalfCheetahEnv):
+class HalfCheetahVelEnv(TaskEnv, _TaskInfo, HalfCheetahEnv):
     """Gymnasium's HalfCheetah-v5 (17-dim observation) with a target-velocity reward."""
 
     reward_terms = ("reward_forward", "reward_ctrl")
@@ -199,8 +201,13 @@ class HalfCheetahVelEnv(TaskEnv, _TaskReward, HalfCheetahEnv):
     def _apply_task(self, task: Task) -> None:
         self._velocity = float(task["velocity"])  # type: ignore[arg-type]
 
-    def _task_term(self, info: dict[str, Any]) -> float:
-        return -self._forward_reward_weight * abs(info["x_velocity"] - self._velocity)
+    def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, Any]]:
+        # Replaces Gymnasium's reward (HalfCheetah's step is cheap, so no extra layer around it);
+        # x_velocity is the value Gymnasium reports as info["x_velocity"].
+        forward = -self._forward_reward_weight * abs(x_velocity - self._velocity)
+        ctrl_cost = self.control_cost(action)
+        info = {"reward_forward": forward, "reward_ctrl": -ctrl_cost, "target_velocity": self._velocity}
+        return forward - ctrl_cost, info
 
     def _task_info(self) -> dict[str, Any]:
         return {"target_velocity": self._velocity}
@@ -216,7 +223,7 @@ class HalfCheetahVelFamily(MujocoTaskFamily):
     parameters = (Param("velocity", Uniform(0.0, 2.0), low=0.0, high=2.0, doc="target x-velocity"),)
 
 
-class HalfCheetahDirEnv(TaskEnv, _TaskReward, HalfCheetahEnv):
+class HalfCheetahDirEnv(TaskEnv, _TaskInfo, HalfCheetahEnv):
     """Gymnasium's HalfCheetah-v5 (17-dim observation) rewarded for running in direction ``d``."""
 
     reward_terms = ("reward_forward", "reward_ctrl")
@@ -229,8 +236,11 @@ class HalfCheetahDirEnv(TaskEnv, _TaskReward, HalfCheetahEnv):
     def _apply_task(self, task: Task) -> None:
         self._direction = float(task["direction"])  # type: ignore[arg-type]
 
-    def _task_term(self, info: dict[str, Any]) -> float:
-        return self._forward_reward_weight * self._direction * info["x_velocity"]
+    def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, Any]]:
+        forward = self._forward_reward_weight * self._direction * x_velocity
+        ctrl_cost = self.control_cost(action)
+        info = {"reward_forward": forward, "reward_ctrl": -ctrl_cost, "direction": self._direction}
+        return forward - ctrl_cost, info
 
     def _task_info(self) -> dict[str, Any]:
         return {"direction": self._direction}

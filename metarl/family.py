@@ -305,11 +305,11 @@ class TaskWrapper(gym.Wrapper):
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
-        task = self._task_env.task
+        task = self._task_env._task
         if task is None:
             task = self._require_task("step()")
         if self._box_shape is not None:
-            arr = np.asarray(action)
+            arr = action if type(action) is np.ndarray else np.asarray(action)
             if arr.shape != self._box_shape:
                 raise ValueError(f"action has shape {arr.shape}, expected {self._box_shape}")
             if not _all_finite(arr):
