@@ -1,0 +1,258 @@
+"""Benchmark of the native batched MuJoCo backend (issue "Speed near the hardware limit").
+
+For HalfCheetahVel-v0 and AntDir-v0, with the same MLP policy in the loop (torch, 2 hidden layers
+of 64, tanh, one batched forward per step), in one run, alternatives interleaved in every
+repetition, medians reported:
+
+* ``raw_ceiling``: ``mujoco.rollout`` open loop, one call of ``nstep = frame_skip * steps`` over
+  all sub-envs on all cores (no policy, no Python per step): the simulator's throughput;
+* ``gymnasium_single``: one ``family.make_env(task)``, policy batch of 1;
+* ``gymnasium_sync``: Gymnasium's ``SyncVectorEnv`` (``make_vec(backend="gymnasium")``);
+* ``gymnasium_async``: Gymnasium's ``AsyncVectorEnv``, one process per sub-env (fewer sub-envs);
+* ``metarl_native``: ``make_vec`` (native batched backend), ``--threads`` physics threads;
+* thread study (HalfCheetahVel): the native backend with 1, 2 and 3 physics threads and 1 or 2
+  torch threads.
+
+Throughput is env steps per second (policy steps x sub-envs). Targets: metarl >= 0.7x the raw
+ceiling and >= 2.5x SyncVectorEnv on HalfCheetahVel.
+
+    python scripts/bench_mujoco_speed.py [--out benchmarks/mujoco_speed] [--reps 5] [--num-envs 160]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+import torch
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode
+from mujoco import rollout
+
+import metarl
+from metarl.envs.mujoco_batched import MujocoVectorEnv
+from metarl.evaluation import atomic_write_text
+from metarl.provenance import run_metadata
+
+FAMILIES = ("HalfCheetahVel-v0", "AntDir-v0")
+
+
+def make_policy(obs_dim: int, act_dim: int, seed: int) -> torch.nn.Module:
+    """The policy of every alternative: obs -> 64 -> 64 -> action mean, tanh."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(obs_dim, 64),
+        torch.nn.Tanh(),
+        torch.nn.Linear(64, 64),
+        torch.nn.Tanh(),
+        torch.nn.Linear(64, act_dim),
+        torch.nn.Tanh(),
+    )
+
+
+def act(policy: torch.nn.Module, obs: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return policy(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+
+
+def time_vector(vec: Any, policy: torch.nn.Module, steps: int) -> float:
+    """Env steps per second of a vector env driven by ``policy`` (autoreset inside the env)."""
+    obs, _ = vec.reset(seed=0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        obs, *_ = vec.step(act(policy, obs))
+    return steps * vec.num_envs / (time.perf_counter() - t0)
+
+
+def time_single(env: Any, policy: torch.nn.Module, steps: int) -> float:
+    obs, _ = env.reset(seed=0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        obs, _, term, trunc, _ = env.step(act(policy, obs[None])[0])
+        if term or trunc:
+            obs, _ = env.reset()
+    return steps / (time.perf_counter() - t0)
+
+
+def time_raw(model: mujoco.MjModel, frame_skip: int, n: int, steps: int, threads: int, seed: int) -> float:
+    """``mujoco.rollout`` open loop over ``n`` envs: the simulator's throughput on ``threads`` cores."""
+    nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    data = mujoco.MjData(model)
+    state0 = np.empty(nstate)
+    mujoco.mj_getState(model, data, state0, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    rng = np.random.default_rng(seed)
+    ctrl = rng.uniform(-1, 1, (n, frame_skip * steps, model.nu))
+    datas = [mujoco.MjData(model) for _ in range(threads)]
+    with rollout.Rollout(nthread=threads if threads > 1 else 0) as ro:
+        t0 = time.perf_counter()
+        ro.rollout([model] * n, datas, np.tile(state0, (n, 1)), ctrl, nstep=frame_skip * steps)
+        return n * steps / (time.perf_counter() - t0)
+
+
+def bench_family(family_id: str, args: argparse.Namespace) -> dict[str, Any]:
+    fam = metarl.make_family(family_id)
+    tasks = list(fam.train[: args.num_envs // args.envs_per_task])
+    n = len(tasks) * args.envs_per_task
+    probe = fam.make_env(tasks[0])
+    obs_dim = probe.observation_space.shape[0]
+    act_dim = probe.action_space.shape[0]
+    frame_skip = probe.unwrapped.frame_skip
+    model = probe.unwrapped.model
+    policy = make_policy(obs_dim, act_dim, args.seed)
+    heavy = family_id.startswith("Ant")
+    steps = args.steps // (3 if heavy else 1)
+
+    native = {t: MujocoVectorEnv(fam, tasks, args.envs_per_task, num_threads=t) for t in (1, 2, 3)}
+    sync = metarl.make_vec(fam, tasks, args.envs_per_task, backend="gymnasium")
+    async_tasks = tasks[: args.async_envs]
+    async_env = AsyncVectorEnv(
+        [partial(fam.make_env, t) for t in async_tasks], autoreset_mode=AutoresetMode.SAME_STEP
+    )
+    single = fam.make_env(tasks[0])
+
+    modes: dict[str, Callable[[], float]] = {
+        "raw_ceiling": lambda: time_raw(model, frame_skip, n, steps, args.threads, args.seed),
+        "gymnasium_single": lambda: time_single(single, policy, steps * 20),
+        "gymnasium_sync": lambda: time_vector(sync, policy, steps),
+        "gymnasium_async": lambda: time_vector(async_env, policy, steps * 10),
+        "metarl_native": lambda: time_vector(native[args.threads], policy, steps),
+    }
+    if args.thread_study and not heavy:
+        for t in (1, 2, 3):
+            for tt in (1, 2):
+                modes[f"native_{t}mj_{tt}torch"] = partial(_with_torch_threads, tt, native[t], policy, steps)
+    samples: dict[str, list[float]] = {k: [] for k in modes}
+    for rep in range(args.reps):
+        order = list(modes) if rep % 2 == 0 else list(reversed(modes))  # interleave both ways
+        for key in order:
+            samples[key].append(modes[key]())
+        print(
+            f"{family_id} rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {samples[k][-1]:.0f}" for k in modes)
+        )
+    for env in (*native.values(), sync, async_env, single):
+        env.close()
+    med = {k: float(np.median(v)) for k, v in samples.items()}
+    return {
+        "family": family_id,
+        "num_envs": n,
+        "async_num_envs": len(async_tasks),
+        "policy_steps_per_rep": {"vector": steps, "single": steps * 20, "async": steps * 10},
+        "median_steps_per_s": med,
+        "samples_steps_per_s": samples,
+        "ratios": {
+            "native_over_raw_ceiling": med["metarl_native"] / med["raw_ceiling"],
+            "native_over_sync": med["metarl_native"] / med["gymnasium_sync"],
+            "native_over_async": med["metarl_native"] / med["gymnasium_async"],
+            "native_over_single": med["metarl_native"] / med["gymnasium_single"],
+        },
+    }
+
+
+def _with_torch_threads(threads: int, vec: Any, policy: torch.nn.Module, steps: int) -> float:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return time_vector(vec, policy, steps)
+    finally:
+        torch.set_num_threads(before)
+
+
+def write_readme(out: Path, results: dict[str, Any]) -> None:
+    meta = results["metadata"]
+    lines = [
+        "# MuJoCo speed: metarl's native batched backend against Gymnasium",
+        "",
+        "Env steps per second (policy steps x sub-envs), medians over interleaved repetitions in one",
+        "run, with the same torch MLP policy (2x64 tanh, one batched forward per step) in the loop;",
+        "`raw_ceiling` is `mujoco.rollout` open loop on all cores with no policy and no per-step Python.",
+        f"Physics threads: {results['settings']['threads']}; torch threads: "
+        f"{results['settings']['torch_threads']}.",
+        "",
+        "| family | alternative | sub-envs | steps/s | metarl / this |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for fam in results["families"]:
+        med = fam["median_steps_per_s"]
+        for key in ("raw_ceiling", "gymnasium_single", "gymnasium_sync", "gymnasium_async", "metarl_native"):
+            n = (
+                1
+                if key == "gymnasium_single"
+                else fam["async_num_envs"]
+                if key == "gymnasium_async"
+                else fam["num_envs"]
+            )
+            lines.append(
+                f"| {fam['family']} | {key} | {n} | {med[key]:,.0f} | {med['metarl_native'] / med[key]:.2f}x |"
+            )
+    lines += ["", "Targets (HalfCheetahVel): metarl >= 0.7x raw ceiling, >= 2.5x SyncVectorEnv.", ""]
+    for fam in results["families"]:
+        r = fam["ratios"]
+        lines.append(
+            f"- {fam['family']}: {r['native_over_raw_ceiling']:.2f}x the raw ceiling, "
+            f"{r['native_over_sync']:.2f}x SyncVectorEnv, {r['native_over_async']:.2f}x AsyncVectorEnv."
+        )
+    study = {
+        k: v
+        for fam in results["families"]
+        for k, v in fam["median_steps_per_s"].items()
+        if k.startswith("native_")
+    }
+    if study:
+        lines += [
+            "",
+            "Thread study (HalfCheetahVel, native backend):",
+            "",
+            "| setting | steps/s |",
+            "|---|---:|",
+        ]
+        lines += [f"| {k} | {v:,.0f} |" for k, v in study.items()]
+    lines += [
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Seed: {meta['seed']}  ",
+        f"Commit: `{meta['commit']}`  ",
+        f"Date: {meta['date']}  ",
+        f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, load average "
+        f"{meta['machine']['load_average_1_5_15min']} at start (shared machine), {meta['machine']['platform']}; "
+        f"versions {meta['machine']['versions']}",
+        "",
+    ]
+    atomic_write_text(out / "README.md", "\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/mujoco_speed"))
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-envs", type=int, default=160)
+    parser.add_argument("--envs-per-task", type=int, default=4)
+    parser.add_argument("--async-envs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=60, help="policy steps per repetition (Ant: a third)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="physics threads")
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--no-thread-study", dest="thread_study", action="store_false")
+    args = parser.parse_args()
+    meta = run_metadata(args.seed)
+    torch.set_num_threads(args.torch_threads)
+    results: dict[str, Any] = {
+        "metadata": meta,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "families": [bench_family(f, args) for f in FAMILIES],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "results.json", json.dumps(results, indent=2) + "\n")
+    write_readme(args.out, results)
+    for fam in results["families"]:
+        print(fam["family"], {k: round(v, 2) for k, v in fam["ratios"].items()})
+
+
+if __name__ == "__main__":
+    main()
