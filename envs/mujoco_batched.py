@@ -26,6 +26,7 @@ Threads: ``METARL_MUJOCO_THREADS`` (default: the cores this process may use); se
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +39,10 @@ from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+
 from metarl.envs import mujoco as fam
 from metarl.envs.dynamics import DynamicsRandomizer, RandParamsFamily
 from metarl.envs.mujoco_physics import BatchedPhysics, FieldSpec
-
 from metarl.family import TaskFamily
 from metarl.task import Task
 from metarl.vector import BatchedTaskVectorEnv
@@ -211,7 +212,7 @@ class MujocoVectorEnv(BatchedTaskVectorEnv):
         if robot is None:
             raise ValueError(f"{family.id} has no batched MuJoCo implementation")
         probe = family.make_env()
-        env = probe.unwrapped
+        env: Any = probe.unwrapped  # a Gymnasium MujocoEnv subclass
         self._robot = _Robot(
             name=robot,
             frame_skip=int(env.frame_skip),
@@ -434,6 +435,4 @@ class MujocoVectorEnv(BatchedTaskVectorEnv):
 
 def _copy_model(model: mujoco.MjModel) -> mujoco.MjModel:
     """A bitwise copy of ``model`` (``mj_copyModel``)."""
-    import copy
-
     return copy.copy(model)

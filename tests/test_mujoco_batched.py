@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from metarl.envs.mujoco_batched import MujocoVectorEnv
-from metarl.envs.mujoco_physics import BatchedPhysics
 
 import metarl
+from metarl.envs.mujoco_batched import MujocoVectorEnv
+from metarl.envs.mujoco_physics import BatchedPhysics
 
 SPLITS = {"train": 6, "validation": 2, "test": 4}
 
