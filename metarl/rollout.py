@@ -8,6 +8,7 @@ bootstrap from ``final_observations``) are kept apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
@@ -137,7 +138,7 @@ def collect(
     policy: Policy,
     episodes_per_task: int,
     *,
-    seed: int | None = None,
+    seed: int | Sequence[int] | None = None,
 ) -> EpisodeBatch:
     """Reset ``vec_env`` and run ``policy`` until every task has ``episodes_per_task`` episodes.
 
@@ -149,7 +150,8 @@ def collect(
         vec_env: a vector env from :func:`metarl.make_vec`.
         policy: a :class:`Policy` (or :class:`StatefulPolicy`).
         episodes_per_task: must be a multiple of ``vec_env.envs_per_task``.
-        seed: passed to ``vec_env.reset`` (sub-env ``i`` gets ``seed + i``).
+        seed: passed to ``vec_env.reset``: an int (sub-env ``i`` gets ``seed + i``) or one seed per
+            sub-env.
     """
     per_env, rem = divmod(int(episodes_per_task), vec_env.envs_per_task)
     if episodes_per_task < 1 or rem:
@@ -160,7 +162,8 @@ def collect(
     n = vec_env.num_envs
     horizon = vec_env.family.max_episode_steps
     observe = getattr(policy, "observe", None)
-    obs, _ = vec_env.reset(seed=seed)
+    # Both vector envs take an int or one seed per sub-env; their annotations differ.
+    obs, _ = vec_env.reset(seed=seed)  # type: ignore[arg-type]
     steps_obs, steps_act, steps_rew, steps_term, steps_trunc, steps_succ = [], [], [], [], [], []
     finals: list[list[Any]] = [[] for _ in range(n)]
     done_count = np.zeros(n, dtype=np.int64)
