@@ -71,7 +71,7 @@ class BernoulliBanditFamily(TaskFamily):
     varies = "reward"
     description = "k-armed Bernoulli bandit; arm means ~ U[0, 1]; one pull per episode, n pulls per trial."
     default_max_episode_steps = 2
-    default_split_sizes: Mapping[str, int] = {"train": 1000, "validation": 1000, "test": 1000}
+    default_split_sizes = {"train": 1000, "validation": 1000, "test": 1000}
 
     def __init__(
         self,

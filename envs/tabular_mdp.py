@@ -84,7 +84,7 @@ class TabularMDPFamily(TaskFamily):
         "episodes of 10 steps from state 0, n episodes per trial."
     )
     default_max_episode_steps = 10
-    default_split_sizes: Mapping[str, int] = {"train": 1000, "validation": 1000, "test": 1000}
+    default_split_sizes = {"train": 1000, "validation": 1000, "test": 1000}
 
     def __init__(
         self,
