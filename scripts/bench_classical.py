@@ -32,7 +32,6 @@ from metarl.agents.classical import (
     ThompsonSampling,
 )
 from metarl.agents.classical_bench import LearnerSpec, bandit_table, load_tuned, mdp_table
-
 from metarl.evaluation import atomic_write_text
 from metarl.provenance import run_metadata
 
@@ -127,6 +126,12 @@ for the Gittins discount) by `scripts/tune_classical.py`; see `tuned.json` for e
   for the longest trial and scored on prefixes (`metarl.agents.classical_bench.trial_table`).
 - To add RL² (or any learner with `adaptation_unit = "episode"`) to these tables, call
   `bandit_table` / `mdp_table` from `metarl.agents.classical_bench` with it among the learners.
+- Limits: BEB's beta (from n = 50) and the Gittins discount (n = 500) were chosen at the top of
+  their grids, so a wider grid might do better there. Tuned epsilon is 0 for the MDPs and for
+  bandits up to n = 100, so epsilon-greedy equals greedy in those rows. The commit is marked
+  `-dirty` when other files in the shared working tree had uncommitted edits; the benchmark's own
+  code (`agents/classical*.py`, `agents/gittins.py`, `envs/bandit.py`, `envs/tabular_mdp.py`,
+  this script) was committed. The machine was shared, so the runtime is only indicative.
 """
 
 
