@@ -40,8 +40,8 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from metarl.agents.gittins import gittins_table
 
+from metarl.agents.gittins import gittins_table
 from metarl.evaluation import AdaptationUnit
 from metarl.rollout import EpisodeBatch
 from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv

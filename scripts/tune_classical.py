@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from metarl.agents.classical import BEB, UCB1, EpsilonGreedyBandit, EpsilonGreedyMDP, GittinsIndex
 from metarl.agents.classical_bench import TUNED_PATH, run_trials
 from metarl.envs.bandit import BernoulliBanditFamily
 from metarl.envs.tabular_mdp import TabularMDPFamily
-
 from metarl.evaluation import MetaLearner, atomic_write_text
 from metarl.provenance import run_metadata
 from metarl.vector import make_vec

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from metarl.envs.bandit import BernoulliBanditFamily
-from metarl.envs.tabular_mdp import TabularMDPFamily
 
 import metarl
+from metarl.envs.bandit import BernoulliBanditFamily
+from metarl.envs.tabular_mdp import TabularMDPFamily
 
 SMALL = {"train": 4, "validation": 2, "test": 4}
 

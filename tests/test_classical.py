@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+import metarl
 from metarl.agents.classical import (
     BEB,
     PSRL,
@@ -24,8 +26,6 @@ from metarl.agents.classical_bench import bandit_table, run_trials
 from metarl.agents.gittins import gittins_index, gittins_table
 from metarl.envs.bandit import BernoulliBanditFamily
 from metarl.envs.tabular_mdp import TabularMDPFamily
-
-import metarl
 
 SMALL = {"train": 2, "validation": 2, "test": 8}
 
