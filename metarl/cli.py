@@ -3,6 +3,7 @@
 metarl list
 metarl evaluate --learner random --family Navigation2D-v0 --out results.json
 metarl train maml-trpo --family Navigation2D-v0 [--config file.json] [--resume]
+metarl benchmark --suite nav2d [--quick] [--seeds 0,1] [--out DIR]
 metarl report results.json [other.json]
 """
 
@@ -52,6 +53,9 @@ LEARNERS: dict[str, tuple[str, bool]] = {
     "oracle": ("metarl.agents.scripted:Navigation2DOracle", False),
     "maml-trpo": ("metarl.agents.maml_trpo:load_learner", True),
     "rl2": ("metarl.agents.rl2:load_learner", True),
+    "scratch": ("metarl.agents.baselines:ScratchLearner", False),
+    "pretrained": ("metarl.agents.baselines:load_pretrained", True),
+    "oracle-ppo": ("metarl.agents.baselines:load_oracle", True),
 }
 
 #: Trainers accepted by ``metarl train``: ``"module:function"`` called with
@@ -164,13 +168,64 @@ def train(
 
 @app.command()
 @_clear_errors
+def benchmark(
+    suite: Annotated[str, typer.Option(help="A suite name (metarl/suites/*.json) or a suite JSON file.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default runs/benchmarks/<suite>[-quick]).")
+    ] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, overriding the suite's.")] = None,
+    quick: Annotated[bool, typer.Option(help="CI-sized run: the suite's 'quick' overrides.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    threads: Annotated[
+        int, typer.Option(help="torch CPU threads (1 avoids oversubscribing shared cores).")
+    ] = 1,
+) -> None:
+    """Run (or resume) a benchmark suite: learners x families x seeds on held-out tasks."""
+    import torch
+
+    from metarl.benchmark import load_suite, run_suite
+
+    if threads < 1:
+        raise typer.BadParameter(f"threads must be a positive int, got {threads}", param_hint="--threads")
+    torch.set_num_threads(threads)
+    spec = load_suite(suite)
+    if quick:
+        spec = spec.quick()
+    if seeds is not None:
+        try:
+            spec = spec.with_seeds([int(s) for s in seeds.split(",") if s.strip()])
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"seeds must be comma-separated ints, got {seeds!r}", param_hint="--seeds"
+            ) from exc
+    out = out or Path("runs") / "benchmarks" / (spec.name + ("-quick" if quick else ""))
+    results = run_suite(spec, out, progress=progress, log=lambda m: typer.echo(f"metarl: {m}", err=True))
+    typer.echo(
+        f"wrote {out / 'results.json'}, {out / 'results.md'} and plots ({len(results['cells'])} cells)"
+    )
+
+
+@app.command()
+@_clear_errors
 def report(
     results: Annotated[
         list[Path], typer.Argument(help="One results.json, or several to compare side by side.")
     ],
     plot: Annotated[Path | None, typer.Option(help="Save the adaptation curves here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Benchmark results: write results.md and plots here (default: beside it)."),
+    ] = None,
 ) -> None:
-    """Re-render the table (and plot) of one or more results files."""
+    """Re-render the table (and plot) of one or more results files (meta-test or benchmark)."""
+    from metarl.benchmark import RESULTS_FORMAT, load_results
+
+    kinds = [_results_format(p) for p in results]
+    if RESULTS_FORMAT in kinds:
+        if len(set(kinds)) > 1:
+            raise ValueError("cannot mix benchmark results and single meta-test results in one report")
+        _benchmark_report([load_results(p) for p in results], results, out)
+        return
     loaded = [metarl.EvalResult.from_json(p) for p in results]
     for res in loaded:
         typer.echo(res.to_markdown())
@@ -178,6 +233,31 @@ def report(
     if plot is not None:
         loaded[0].plot(plot, others=loaded[1:])
         typer.echo(f"wrote {plot}")
+
+
+def _results_format(path: Path) -> str | None:
+    """The ``format`` field of a results file, or ``None`` when it cannot be read (reported later)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data.get("format") if isinstance(data, dict) else None
+
+
+def _benchmark_report(runs: list[dict[str, Any]], paths: list[Path], out: Path | None) -> None:
+    from metarl.benchmark_report import compare_markdown, render_markdown, write_report
+
+    if len(runs) == 1:
+        written = write_report(runs[0], out or paths[0].parent)
+        typer.echo(render_markdown(runs[0]))
+        typer.echo(f"wrote {', '.join(map(str, written))}")
+        return
+    table = compare_markdown(runs, [str(p) for p in paths])
+    typer.echo(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "comparison.md").write_text(table)
+        typer.echo(f"wrote {out / 'comparison.md'}")
 
 
 def main() -> None:  # pragma: no cover
