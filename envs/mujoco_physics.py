@@ -35,6 +35,7 @@ __all__ = ["BatchedPhysics", "FieldSpec", "default_num_threads"]
 #: ``(name, index)``: copy ``getattr(data, name)[index]`` of every sub-env after each step and reset;
 #: ``index`` is ``None`` for the whole array.
 FieldSpec = tuple[str, tuple[int | slice, ...] | None]
+_Copy = tuple[np.ndarray, np.ndarray]
 
 
 def default_num_threads() -> int:
@@ -89,16 +90,16 @@ class BatchedPhysics:
             probe = getattr(self.datas[0], name)
             shape = probe.shape if index is None else probe[index].shape
             self.out[key] = np.zeros((self.num_envs, *shape))
-        self._fields = list(fields.values())
-        # (destination row, source view) pairs per sub-env; MjData arrays are views into buffers
-        # that live as long as the MjData, so the views are built once.
-        self._copies: list[list[tuple[np.ndarray, np.ndarray]]] = []
-        for i, d in enumerate(self.datas):
-            pairs = []
-            for (name, index), dst in zip(self._fields, self.out.values(), strict=True):
+        # Per sub-env: model, data, (data.ctrl, our ctrl row) and the (our row, data field) copies.
+        # MjData arrays are views into buffers that live as long as the MjData, so the views are
+        # built once and the per-step Python work is a few array assignments.
+        self._jobs: list[tuple[mujoco.MjModel, mujoco.MjData, np.ndarray, np.ndarray, list[_Copy]]] = []
+        for i, (m, d) in enumerate(zip(self.models, self.datas, strict=True)):
+            copies: list[_Copy] = []
+            for (name, index), dst in zip(fields.values(), self.out.values(), strict=True):
                 src = getattr(d, name)
-                pairs.append((dst[i], src if index is None else src[index]))
-            self._copies.append(pairs)
+                copies.append((dst[i], src if index is None else src[index]))
+            self._jobs.append((m, d, d.ctrl, self.ctrl[i], copies))
         self.num_threads = default_num_threads() if num_threads is None else max(1, int(num_threads))
         self.num_threads = min(self.num_threads, self.num_envs)
         n_chunks = min(self.num_envs, self.num_threads * max(1, chunks_per_thread))
@@ -113,16 +114,14 @@ class BatchedPhysics:
 
     # ------------------------------------------------------------------------------- stepping
     def _step_range(self, lo: int, hi: int) -> None:
-        models, datas, ctrl, copies = self.models, self.datas, self.ctrl, self._copies
         nstep, post = self.frame_skip, self.post_constraint
         step, rne = mujoco.mj_step, mujoco.mj_rnePostConstraint
-        for i in range(lo, hi):
-            m, d = models[i], datas[i]
-            d.ctrl[:] = ctrl[i]
-            step(m, d, nstep)
+        for m, d, ctrl_dst, ctrl_src, copies in self._jobs[lo:hi]:
+            ctrl_dst[...] = ctrl_src
+            step(m, d, nstep)  # releases the GIL
             if post:
                 rne(m, d)
-            for dst, src in copies[i]:
+            for dst, src in copies:
                 dst[...] = src
 
     def _worker(self, counter: itertools.count) -> None:
@@ -156,7 +155,7 @@ class BatchedPhysics:
         d.qpos[:] = qpos
         d.qvel[:] = qvel
         mujoco.mj_forward(m, d)
-        for dst, src in self._copies[i]:
+        for dst, src in self._jobs[i][4]:
             dst[...] = src
 
     def close(self) -> None:
