@@ -38,6 +38,8 @@ def classical_learners() -> dict[str, LearnerSpec]:
 
 def evaluate_runs(runs: dict[tuple[int, int], Path], trials: int, seed: int, with_classical: bool) -> None:
     learners: dict[tuple[int, int], RL2Learner] = {s: RL2Learner.load(d) for s, d in runs.items()}
+    # the same network acting greedily (argmax of its action distribution), as a second column
+    greedy = {s: RL2Learner(x.model, x.config, deterministic=True) for s, x in learners.items()}
     records = {f"n={n},k={k}": training_record(d) for (n, k), d in runs.items()}
     result: dict[str, Any] = {"trials": trials, "seed": seed, "runs": records, "tables": []}
     start = time.perf_counter()
@@ -45,14 +47,16 @@ def evaluate_runs(runs: dict[tuple[int, int], Path], trials: int, seed: int, wit
         pulls = sorted(n for n, kk in runs if kk == k)
         specs: dict[str, LearnerSpec] = dict(classical_learners()) if with_classical else {}
         specs["RL2"] = lambda s: learners[(s["n"], s["k"])]
+        specs["RL2 argmax"] = lambda s: greedy[(s["n"], s["k"])]
         table = bandit_table(specs, pulls=pulls, arms=(k,), n_trials=trials, seed=seed, log=print)
         gaps = []
         if with_classical:
             sizes = {"train": 0, "validation": 0, "test": trials}
             for n in pulls:
                 family = BernoulliBanditFamily(n_arms=k, n_pulls=n, split_sizes=sizes)
-                gaps.append(paired_gap(table, specs, {"n": n, "k": k}, family, seed=seed))
-                print("paired gap", gaps[-1])
+                for name in ("RL2", "RL2 argmax"):
+                    gaps.append(paired_gap(table, specs, {"n": n, "k": k}, family, rl2_name=name, seed=seed))
+                    print("paired gap", gaps[-1])
         entry = {"k": k, "table": table.to_dict(), "markdown": table.to_markdown(), "paired_gaps": gaps}
         result["tables"].append(entry)
         print(table.to_markdown())
@@ -67,14 +71,14 @@ def evaluate_runs(runs: dict[tuple[int, int], Path], trials: int, seed: int, wit
             f"| {key} | {r['env_steps']} | {r['updates']} | {r['train_seconds']} | `{r['run_dir']}` |"
         )
     gaps_md = [
-        "| setting | best other | RL² - best other, paired (95% CI) | in % of best other |",
-        "|---|---|---|---|",
+        "| setting | RL² policy | best other | RL² - best other, paired (95% CI) | in % of best other |",
+        "|---|---|---|---|---|",
     ]
     for t in result["tables"]:
         for g in t["paired_gaps"]:
             s = g["setting"]
             gaps_md.append(
-                f"| n = {s['n']}, k = {s['k']} | {g['best_other']} ({g['best_other_mean']:.2f}) | "
+                f"| n = {s['n']}, k = {s['k']} | {g['rl2']} | {g['best_other']} ({g['best_other_mean']:.2f}) | "
                 f"{g['gap']:+.2f} [{g['gap_ci'][0]:+.2f}, {g['gap_ci'][1]:+.2f}] | "
                 f"{g['gap_percent']:+.1f}% [{g['gap_percent_ci'][0]:+.1f}, {g['gap_percent_ci'][1]:+.1f}] |"
             )

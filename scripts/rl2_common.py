@@ -133,7 +133,7 @@ def paired_gap(
     from metarl.evaluation import bootstrap_ci
     from metarl.vector import make_vec
 
-    others = [c for c in table.cells if c.setting == dict(setting) and c.learner != rl2_name]
+    others = [c for c in table.cells if c.setting == dict(setting) and not c.learner.startswith("RL2")]
     best = max(others, key=lambda c: c.mean)
     n = int(setting["n"])
     totals = {}
@@ -148,6 +148,7 @@ def paired_gap(
     ref = float(totals[best.learner].mean())
     return {
         "setting": dict(setting),
+        "rl2": rl2_name,
         "best_other": best.learner,
         "best_other_mean": ref,
         "rl2_mean": float(totals[rl2_name].mean()),
