@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils import seeding
+
 from metarl.envs.meta_world_data import (
     ALL_ENV_NAMES,
     MIN_SEPARATION,
@@ -46,7 +47,6 @@ from metarl.envs.meta_world_data import (
     ML45_TRAIN,
     RESET_SPACES,
 )
-
 from metarl.family import SPLITS, TaskEnv, TaskFamily
 from metarl.task import Param, Task
 

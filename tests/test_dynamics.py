@@ -11,15 +11,15 @@ import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import metarl
 from metarl.envs.dynamics import (
     RAND_PARAM_ENVS_SPEC,
     DynamicsSpec,
     RandParamsFamily,
     register_randomized,
 )
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
-import metarl
 
 FAMILIES = ["HopperRandParams-v0", "Walker2dRandParams-v0", "HalfCheetahRandParams-v0"]
 SMALL = {"train": 4, "validation": 2, "test": 3}

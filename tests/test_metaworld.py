@@ -7,10 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
-from metarl.envs import meta_world_data as data
-from metarl.envs.meta_world import ML1Family, ML10Family
 
 import metarl
+from metarl.envs import meta_world_data as data
+from metarl.envs.meta_world import ML1Family, ML10Family
 
 metaworld = pytest.importorskip("metaworld")
 from gymnasium.utils.env_checker import check_env  # noqa: E402
