@@ -64,25 +64,32 @@ class TrialInputs:
         self.action_space = action_space
         self.obs_discrete = isinstance(observation_space, gym.spaces.Discrete)
         self.act_discrete = isinstance(action_space, gym.spaces.Discrete)
-        self.obs_dim = (
-            int(observation_space.n) if self.obs_discrete else int(np.prod(observation_space.shape))
-        )
-        self.act_dim = int(action_space.n) if self.act_discrete else int(np.prod(action_space.shape))
-        self.input_dim = self.obs_dim + self.act_dim + 2
-        if not self.act_discrete:
+        if isinstance(observation_space, gym.spaces.Discrete):
+            self.obs_dim, self._obs_start = int(observation_space.n), int(observation_space.start)
+        else:
+            self.obs_dim, self._obs_start = int(np.prod(observation_space.shape or ())), 0
+        self._act_shape: tuple[int, ...] = ()
+        self._act_dtype: Any = np.int64
+        if isinstance(action_space, gym.spaces.Discrete):
+            self.act_dim, self._act_start = int(action_space.n), int(action_space.start)
+        else:
+            assert isinstance(action_space, gym.spaces.Box)
+            self._act_shape, self._act_dtype = tuple(action_space.shape), action_space.dtype
+            self.act_dim, self._act_start = int(np.prod(self._act_shape)), 0
             low = np.asarray(action_space.low, dtype=np.float64).reshape(-1)
             high = np.asarray(action_space.high, dtype=np.float64).reshape(-1)
             bounded = np.isfinite(low) & np.isfinite(high)
             self._bounded = bounded
             self._centre = np.where(bounded, (low + high) / 2.0, 0.0)
             self._half = np.where(bounded, (high - low) / 2.0, 1.0)
+        self.input_dim = self.obs_dim + self.act_dim + 2
 
     # -- observations -----------------------------------------------------------------------
     def encode_obs(self, observations: np.ndarray) -> np.ndarray:
         """``(n, *obs_shape)`` observations (or ``(n,)`` ints) -> ``(n, obs_dim)`` float32."""
         obs = np.asarray(observations)
         if self.obs_discrete:
-            index = obs.reshape(-1).astype(np.int64) - int(self.observation_space.start)
+            index = obs.reshape(-1).astype(np.int64) - self._obs_start
             if index.size and (index.min() < 0 or index.max() >= self.obs_dim):
                 raise ValueError(f"observations {obs.tolist()} are outside {self.observation_space}")
             return np.eye(self.obs_dim, dtype=np.float32)[index]
@@ -101,10 +108,10 @@ class TrialInputs:
         """Policy actions -> actions the vector env accepts (``start``-offset ints, or rescaled ``u``)."""
         act = np.asarray(policy_actions)
         if self.act_discrete:
-            return act.reshape(-1).astype(np.int64) + int(self.action_space.start)
+            return act.reshape(-1).astype(np.int64) + self._act_start
         u = act.reshape(act.shape[0], -1).astype(np.float64)
         env = np.where(self._bounded, self._centre + self._half * np.clip(u, -1.0, 1.0), u)
-        return env.reshape(act.shape[0], *self.action_space.shape).astype(self.action_space.dtype)
+        return env.reshape(act.shape[0], *self._act_shape).astype(self._act_dtype)
 
     def build(
         self,
