@@ -147,6 +147,19 @@ class Suite:
         learners = tuple(s.quick_version() for s in self.learners)
         return replace(self, learners=learners, is_quick=True, **self.quick_overrides)
 
+    def only(self, labels: Sequence[str]) -> Suite:
+        """The suite restricted to the learners with these labels (references are kept if chosen)."""
+        known = [s.label for s in self.learners]
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown learner label(s) {unknown} for suite {self.name!r}; its learners: {', '.join(known)}"
+            )
+        reference = {role: label for role, label in self.reference.items() if label in labels}
+        return replace(
+            self, learners=tuple(s for s in self.learners if s.label in labels), reference=reference
+        )
+
     def with_seeds(self, seeds: Sequence[int]) -> Suite:
         return replace(self, seeds=tuple(int(s) for s in seeds))
 

@@ -175,6 +175,9 @@ def benchmark(
     ] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, overriding the suite's.")] = None,
     quick: Annotated[bool, typer.Option(help="CI-sized run: the suite's 'quick' overrides.")] = False,
+    learners: Annotated[
+        str | None, typer.Option(help="Comma-separated learner labels: run only these of the suite's.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (1 avoids oversubscribing shared cores).")
@@ -198,6 +201,8 @@ def benchmark(
             raise typer.BadParameter(
                 f"seeds must be comma-separated ints, got {seeds!r}", param_hint="--seeds"
             ) from exc
+    if learners is not None:
+        spec = spec.only([s.strip() for s in learners.split(",") if s.strip()])
     out = out or Path("runs") / "benchmarks" / (spec.name + ("-quick" if quick else ""))
     results = run_suite(spec, out, progress=progress, log=lambda m: typer.echo(f"metarl: {m}", err=True))
     typer.echo(

@@ -180,3 +180,10 @@ def test_a_cell_from_another_configuration_is_refused(quick_run: Path, tmp_path:
     result = runner.invoke(app, ["benchmark", "--suite", str(path), "--out", str(out), "--no-progress"])
     assert result.exit_code == 2
     assert "another configuration" in _error_line(result.output)
+
+
+def test_unknown_learner_label_filter_is_refused() -> None:
+    result = runner.invoke(app, ["benchmark", "--suite", "nav2d", "--quick", "--learners", "random,maml"])
+    assert result.exit_code == 2
+    line = _error_line(result.output)
+    assert "'maml'" in line and "oracle-ppo" in line
