@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import metarl
 from metarl.agents.baselines import (
     ScratchLearner,
     TaskParamsObservation,
@@ -17,8 +19,6 @@ from metarl.agents.baselines import (
     train_oracle,
     train_pretrained,
 )
-
-import metarl
 
 
 def test_task_params_observation_appends_the_flattened_parameters() -> None:
