@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from metarl.agents.advantages import task_advantages
 from metarl.agents.checkpoint import (
     load_checkpoint,
@@ -37,7 +38,6 @@ from metarl.agents.checkpoint import (
 )
 from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, task_tensors
 from metarl.agents.policies import PolicySampler, make_policy
-
 from metarl.evaluation import atomic_write_text
 from metarl.family import TaskFamily
 from metarl.registry import make_family

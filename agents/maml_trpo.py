@@ -28,6 +28,9 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
+from torch import Tensor
+from torch.func import functional_call, vmap
+
 from metarl.agents.advantages import task_advantages
 from metarl.agents.policies import DistParams, MLPPolicy, Params, PolicySampler
 from metarl.agents.trpo import (
@@ -39,9 +42,6 @@ from metarl.agents.trpo import (
     trust_region_step,
     unflatten,
 )
-from torch import Tensor
-from torch.func import functional_call, vmap
-
 from metarl.evaluation import AdaptationUnit
 from metarl.rollout import EpisodeBatch
 from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import torch
 import typer
+
 from metarl.agents.maml_train import train
 from metarl.agents.maml_trpo import MAMLTRPOConfig
 

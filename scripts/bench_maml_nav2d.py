@@ -32,12 +32,12 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from maml_nav2d import CONFIG
+
+import metarl
 from metarl.agents.checkpoint import load_latest_checkpoint
 from metarl.agents.maml_train import build, meta_iteration, restore, train
 from metarl.agents.maml_trpo import MAMLTRPOConfig
 from metarl.agents.scripted import Navigation2DOracle
-
-import metarl
 
 app = typer.Typer(add_completion=False, help=__doc__)
 OUT = Path("benchmarks/maml_nav2d")
@@ -88,7 +88,14 @@ def _time_iterations(config: MAMLTRPOConfig, iterations: int) -> dict[str, float
 def timing(iterations: int = 3, family: str = CONFIG.family, threads: int = 1) -> None:
     """Median seconds per meta-iteration, split, for task_batching 'loop' and 'vmap'."""
     torch.set_num_threads(threads)
-    base = _maml_config(0) if family == CONFIG.family else MAMLTRPOConfig(family=family, meta_batch_size=40)
+    if family == CONFIG.family:
+        base = _maml_config(0)
+    elif family == "HalfCheetahVel-v0":
+        from maml_cheetah_vel import CONFIG as CHEETAH_VEL
+
+        base = CHEETAH_VEL
+    else:
+        raise typer.BadParameter(f"timing knows Navigation2D-v0 and HalfCheetahVel-v0, not {family!r}")
     out = {
         b: _time_iterations(dataclasses.replace(base, task_batching=b), iterations) for b in ("loop", "vmap")
     }
@@ -128,12 +135,22 @@ def _load(config: MAMLTRPOConfig) -> tuple[Any, dict[str, Any]]:
                   "env_steps": int(found[1]["env_steps"])}  # fmt: skip
 
 
-def _train_wall(run_dir: str) -> float:
+def _progress(run_dir: str) -> list[dict[str, str]]:
     import csv
 
     with (Path(run_dir) / "progress.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
+        return list(csv.DictReader(fh))
+
+
+def _train_wall(run_dir: str) -> float:
+    rows = _progress(run_dir)
     return float(rows[-1]["wall_s"]) if rows else 0.0
+
+
+def _iteration_split(run_dir: str) -> dict[str, float]:
+    """Median seconds per meta-iteration of the actual training run, by phase."""
+    rows = _progress(run_dir)
+    return {k: float(np.median([float(r[k]) for r in rows])) for k in ("t_sample", "t_inner", "t_outer")}
 
 
 @app.command()
@@ -168,6 +185,7 @@ def evaluate(
         "maml_train_wall_s": _train_wall(_maml_config(seed).run_dir),
         "pretrained_train_wall_s": _train_wall(_pretrain_config(seed).run_dir),
         "eval_wall_s": eval_wall,
+        "maml_iteration_split_s": _iteration_split(_maml_config(seed).run_dir),
         "config": CONFIG.to_dict(),
         "paper": PAPER,
     }
@@ -213,7 +231,7 @@ def _write_readme(results: list[Any], meta: dict[str, Any]) -> None:
         "Commands (seed 0; meta-test episodes seeded with eval_seed):",
         "",
         "```",
-        f"python scripts/bench_maml_nav2d.py maml --seed {m['train_seed']}",
+        f"python scripts/maml_nav2d.py --seed {m['train_seed']} --time-budget-s 2100   # = bench_maml_nav2d.py maml",
         f"python scripts/bench_maml_nav2d.py pretrain --seed {m['train_seed']}",
         f"python scripts/bench_maml_nav2d.py evaluate --seed {m['train_seed']} --eval-seed {m['eval_seed']}",
         "python scripts/bench_maml_nav2d.py timing",
@@ -222,11 +240,15 @@ def _write_readme(results: list[Any], meta: dict[str, Any]) -> None:
         f"Commit {m['commit']}, {m['date']}, machine: {m['machine']} (2 shared cores, no GPU), torch {m['torch']}; "
         f"meta-test wall-clock {m['eval_wall_s']:.0f} s.",
     ]
-    timing_path = OUT / f"timing_{CONFIG.family}.json"
-    if timing_path.exists():
+    split = m["maml_iteration_split_s"]
+    lines += ["", "## Seconds per meta-iteration", "",
+              f"During the training run above (median over iterations, task batching '{CONFIG.task_batching}'): "
+              f"sampling {split['t_sample']:.2f} s, inner updates {split['t_inner']:.2f} s, "
+              f"outer TRPO update {split['t_outer']:.2f} s."]  # fmt: skip
+    for timing_path in sorted(OUT.glob("timing_*.json")):
         t = json.loads(timing_path.read_text())
-        lines += ["", "## Seconds per meta-iteration (median)", "", "| task batching | sampling | inner | outer | total |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", f"Separate timing on {t['meta']['family']} (median of {t['loop']['iterations']} iteration(s)):", "",
+                  "| task batching | sampling | inner | outer | total |", "|---|---|---|---|---|"]  # fmt: skip
         for b in ("loop", "vmap"):
             lines.append(
                 f"| {b} | {t[b]['t_sample']:.2f} | {t[b]['t_inner']:.2f} | {t[b]['t_outer']:.2f} | {t[b]['total']:.2f} |"

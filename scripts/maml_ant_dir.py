@@ -9,6 +9,7 @@ meta-iterations. The horizon is the family's (200 in the paper).
 """
 
 from _maml_common import run
+
 from metarl.agents.maml_trpo import MAMLTRPOConfig
 
 CONFIG = MAMLTRPOConfig(

@@ -8,6 +8,7 @@
 """
 
 from _maml_common import run
+
 from metarl.agents.maml_trpo import MAMLTRPOConfig
 
 CONFIG = MAMLTRPOConfig(

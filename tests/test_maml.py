@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+
+import metarl
 from metarl.agents.advantages import baseline_features, discounted_returns, fit_linear_baseline, gae
 from metarl.agents.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from metarl.agents.maml_train import build, checkpoint_payload, load_algorithm, meta_iteration, train
@@ -30,8 +32,6 @@ from metarl.agents.trpo import (
     hessian_vector_product,
     unflatten,
 )
-
-import metarl
 
 torch.set_num_threads(1)
 
