@@ -40,12 +40,32 @@ def random_actions(space: gym.Space, n: int, seed: int) -> list:
     raise TypeError(space)
 
 
+def numeric_info(info: dict) -> tuple:
+    """The numeric entries of ``info`` (task quantities, reward terms, distances), sorted by key."""
+    values = []
+    for key in sorted(info):
+        value = info[key]
+        if isinstance(value, (bool, int, float, np.number)) or (
+            isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+        ):
+            values.append(np.asarray(value, dtype=np.float64))
+    return tuple(values)
+
+
 def rollout(env: gym.Env, actions: list, seed: int) -> list:
+    """Observations, rewards, terminations, truncations and numeric info entries, step by step.
+
+    The info entries matter for families that hide the goal and normalise a shaped reward by the
+    initial object-goal distance (Meta-World): two goals give the same observations and rewards
+    until the object moves, while the env already reports different distances to the target.
+    """
     obs, _ = env.reset(seed=seed)
     out = [np.asarray(obs, dtype=np.float64).copy()]
     for a in actions:
-        obs, r, term, trunc, _ = env.step(a)
-        out.append((np.asarray(obs, dtype=np.float64).copy(), float(r), bool(term), bool(trunc)))
+        obs, r, term, trunc, info = env.step(a)
+        out.append(
+            (np.asarray(obs, dtype=np.float64).copy(), float(r), bool(term), bool(trunc), *numeric_info(info))
+        )
         if term or trunc:
             obs, _ = env.reset()
             out.append(np.asarray(obs, dtype=np.float64).copy())
