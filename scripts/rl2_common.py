@@ -109,7 +109,7 @@ def per_episode_eval(
     atomic_write_text(BENCH_DIR / f"{name}.json", json.dumps(record, indent=1) + "\n")
     md = "\n\n".join(r.to_markdown() for r in results)
     atomic_write_text(BENCH_DIR / f"{name}.md", md + "\n")
-    results[0].plot(BENCH_DIR / f"{name}.png", others=results[1:])
+    _plot_per_episode(results, BENCH_DIR / f"{name}.png")
     print(md)
     return record
 
@@ -157,3 +157,30 @@ def paired_gap(
         "gap_percent": 100.0 * mean / ref,
         "gap_percent_ci": [100.0 * low / ref, 100.0 * high / ref],
     }
+
+
+def _plot_per_episode(results: list[Any], path: Path) -> None:
+    """Mean return (and 95% CI band) against the episode of the trial, 1..N, for every learner.
+
+    With one episode per round, round ``r`` is episode ``r + 1`` for every learner, whichever its
+    adaptation unit, so all curves share the x axis.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for res in results:
+        rows = res.summary("returns")
+        x = list(range(1, res.rounds + 1))
+        ax.plot(x, [r["mean"] for r in rows], marker="o", label=res.learner)
+        ax.fill_between(x, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.2)
+    ax.set_xticks(list(range(1, results[0].rounds + 1)))
+    ax.set_xlabel("episode in trial")
+    ax.set_ylabel("mean return over held-out tasks")
+    ax.set_title(f"{results[0].family_id} ({results[0].split} split)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
