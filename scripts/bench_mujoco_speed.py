@@ -6,6 +6,8 @@ repetition, medians reported:
 
 * ``raw_ceiling``: ``mujoco.rollout`` open loop, one call of ``nstep = frame_skip * steps`` over
   all sub-envs on all cores (no policy, no Python per step): the simulator's throughput;
+* ``rollout_closed_loop``: ``mujoco.rollout`` with one call of ``nstep = frame_skip`` per policy
+  step (policy on ``qpos``/``qvel`` only, no rewards or resets; not exact, see the README notes);
 * ``gymnasium_single``: one ``family.make_env(task)``, policy batch of 1;
 * ``gymnasium_sync``: Gymnasium's ``SyncVectorEnv`` (``make_vec(backend="gymnasium")``);
 * ``gymnasium_async``: Gymnasium's ``AsyncVectorEnv``, one process per sub-env (fewer sub-envs);
@@ -96,6 +98,45 @@ def time_raw(model: mujoco.MjModel, frame_skip: int, n: int, steps: int, threads
         return n * steps / (time.perf_counter() - t0)
 
 
+def time_rollout_closed_loop(
+    model: mujoco.MjModel,
+    frame_skip: int,
+    n: int,
+    steps: int,
+    threads: int,
+    policy: torch.nn.Module,
+    obs_dim: int,
+) -> float:
+    """``mujoco.rollout`` closed loop: one call of ``nstep = frame_skip`` per policy step.
+
+    The policy sees ``qpos[1:]``, ``qvel`` padded with zeros to its input size; no rewards, no
+    resets. This is what a rollout-based backend could reach at best, and it is not exact: rollout
+    restarts the solver's warm start on every call.
+    """
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    nstate = mujoco.mj_stateSize(model, spec)
+    data = mujoco.MjData(model)
+    state = np.empty((n, nstate))
+    mujoco.mj_getState(model, data, state[0], spec)
+    state[:] = state[0]
+    out = np.empty((n, frame_skip, nstate))
+    sens = np.empty((n, frame_skip, model.nsensordata))
+    obs = np.zeros((n, obs_dim))
+    k = min(obs_dim, model.nq + model.nv - 1)
+    datas = [mujoco.MjData(model) for _ in range(threads)]
+    models = [model] * n
+    with rollout.Rollout(nthread=threads if threads > 1 else 0) as ro:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            obs[:, :k] = state[:, 2 : 2 + k]  # state = [time, qpos, qvel, act]
+            ctrl = np.repeat(act(policy, obs).astype(np.float64)[:, None, :], frame_skip, axis=1)
+            ro.rollout(
+                models, datas, state, ctrl, nstep=frame_skip, state=out, sensordata=sens, skip_checks=True
+            )
+            state[:] = out[:, -1]
+        return n * steps / (time.perf_counter() - t0)
+
+
 def bench_family(family_id: str, args: argparse.Namespace) -> dict[str, Any]:
     fam = metarl.make_family(family_id)
     tasks = list(fam.train[: args.num_envs // args.envs_per_task])
@@ -119,6 +160,9 @@ def bench_family(family_id: str, args: argparse.Namespace) -> dict[str, Any]:
 
     modes: dict[str, Callable[[], float]] = {
         "raw_ceiling": lambda: time_raw(model, frame_skip, n, steps, args.threads, args.seed),
+        "rollout_closed_loop": lambda: time_rollout_closed_loop(
+            model, frame_skip, n, steps, args.threads, policy, obs_dim
+        ),
         "gymnasium_single": lambda: time_single(single, policy, steps * 20),
         "gymnasium_sync": lambda: time_vector(sync, policy, steps),
         "gymnasium_async": lambda: time_vector(async_env, policy, steps * 10),
@@ -158,6 +202,7 @@ def bench_family(family_id: str, args: argparse.Namespace) -> dict[str, Any]:
 
 _BASELINES = {
     "raw_ceiling": "raw_ceiling",
+    "rollout_closed_loop": "rollout_closed_loop",
     "sync": "gymnasium_sync",
     "async": "gymnasium_async",
     "single": "gymnasium_single",
@@ -189,7 +234,14 @@ def write_readme(out: Path, results: dict[str, Any]) -> None:
     ]
     for fam in results["families"]:
         med = fam["median_steps_per_s"]
-        for key in ("raw_ceiling", "gymnasium_single", "gymnasium_sync", "gymnasium_async", "metarl_native"):
+        for key in (
+            "raw_ceiling",
+            "rollout_closed_loop",
+            "gymnasium_single",
+            "gymnasium_sync",
+            "gymnasium_async",
+            "metarl_native",
+        ):
             n = (
                 1
                 if key == "gymnasium_single"
