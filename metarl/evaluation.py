@@ -169,7 +169,7 @@ class EvalResult:
             )
         try:
             success = data["success"]
-            return cls(
+            result = cls(
                 family_id=str(data["family_id"]),
                 split=str(data["split"]),
                 learner=str(data["learner"]),
@@ -187,6 +187,25 @@ class EvalResult:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source} is a malformed EvalResult: {exc!r}") from exc
+        result._check(source)
+        return result
+
+    def _check(self, source: str) -> None:
+        """Raise ``ValueError`` unless the arrays have the shapes ``(n_tasks, rounds)`` promise."""
+        shape = (len(self.task_ids), self.returns.shape[-1] if self.returns.ndim else 0)
+        problems = []
+        if self.returns.ndim != 2 or min(self.returns.shape) < 1 or self.returns.shape != shape:
+            problems.append(f"'returns' has shape {self.returns.shape}, expected (n_tasks, rounds)")
+        for name in ("env_steps_before", "success"):
+            value = getattr(self, name)
+            if value is not None and value.shape != self.returns.shape:
+                problems.append(f"{name!r} has shape {value.shape}, expected {self.returns.shape}")
+        if self.episodes_per_round < 1:
+            problems.append(f"'episodes_per_round' = {self.episodes_per_round} is not positive")
+        if not 0.0 < self.confidence < 1.0:
+            problems.append(f"'confidence' = {self.confidence} is not in (0, 1)")
+        if problems:
+            raise ValueError(f"{source} is a malformed EvalResult: {'; '.join(problems)}")
 
     @classmethod
     def from_json(cls, path_or_text: str | os.PathLike[str]) -> EvalResult:

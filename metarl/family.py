@@ -272,6 +272,11 @@ def _all_finite(arr: np.ndarray) -> bool:
     return b"\x00" not in np.isfinite(arr).tobytes()
 
 
+def _shorten(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 class TaskWrapper(gym.Wrapper):
     """The outermost wrapper of every family env: task handling, ``info["task_id"]``, input checks."""
 
@@ -310,6 +315,8 @@ class TaskWrapper(gym.Wrapper):
             task = self._require_task("step()")
         if self._box_shape is not None:
             arr = action if type(action) is np.ndarray else np.asarray(action)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"action must be numbers, got dtype {arr.dtype}: {_shorten(action)}")
             if arr.shape != self._box_shape:
                 raise ValueError(f"action has shape {arr.shape}, expected {self._box_shape}")
             if not _all_finite(arr):

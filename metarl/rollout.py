@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv
+from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, _seeds
 
 __all__ = ["EpisodeBatch", "Policy", "StatefulPolicy", "collect"]
 
@@ -153,6 +153,8 @@ def collect(
         seed: passed to ``vec_env.reset``: an int (sub-env ``i`` gets ``seed + i``) or one seed per
             sub-env.
     """
+    if not isinstance(episodes_per_task, (int, np.integer)) or isinstance(episodes_per_task, bool):
+        raise TypeError(f"episodes_per_task must be an int, got {episodes_per_task!r}")
     per_env, rem = divmod(int(episodes_per_task), vec_env.envs_per_task)
     if episodes_per_task < 1 or rem:
         raise ValueError(
@@ -162,6 +164,7 @@ def collect(
     n = vec_env.num_envs
     horizon = vec_env.family.max_episode_steps
     observe = getattr(policy, "observe", None)
+    _seeds(seed, n)  # ValueError for a negative or malformed seed, before any env is touched
     # Both vector envs take an int or one seed per sub-env; their annotations differ.
     obs, _ = vec_env.reset(seed=seed)  # type: ignore[arg-type]
     steps_obs, steps_act, steps_rew, steps_term, steps_trunc, steps_succ = [], [], [], [], [], []

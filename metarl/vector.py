@@ -33,14 +33,21 @@ __all__ = ["AUTORESET_MODE", "BatchedTaskVectorEnv", "SyncTaskVectorEnv", "TaskV
 AUTORESET_MODE = AutoresetMode.SAME_STEP
 
 
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= 0)
+
+
 def _seeds(seed: int | Sequence[int] | None, n: int) -> list[int | None]:
+    """One seed per sub-env: ``seed + i``, or the given sequence; ``ValueError`` for bad seeds."""
     if seed is None:
         return [None] * n
-    if isinstance(seed, (int, np.integer)):
+    if isinstance(seed, (int, np.integer)) and _is_seed(seed):
         return [int(seed) + i for i in range(n)]
-    seeds = list(seed)
-    if len(seeds) != n:
-        raise ValueError(f"got {len(seeds)} seeds for {n} sub-envs")
+    if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence | np.ndarray):
+        raise ValueError(f"seed must be a non-negative int, one per sub-env, or None; got {seed!r}")
+    seeds: list[int | None] = list(seed)
+    if len(seeds) != n or not all(s is None or _is_seed(s) for s in seeds):
+        raise ValueError(f"need {n} non-negative int seeds (or None), one per sub-env; got {seed!r}")
     return seeds
 
 
@@ -141,6 +148,8 @@ class BatchedTaskVectorEnv(TaskVectorEnv, VectorEnv):
         if self._needs_reset:
             raise TaskNotSetError("call reset() before step() (after construction or set_tasks)")
         actions = np.asarray(actions)
+        if actions.dtype.kind not in "biuf":
+            raise TypeError(f"actions must be numbers, got an array of dtype {actions.dtype}")
         if actions.shape != self.action_space.shape:
             raise ValueError(f"actions have shape {actions.shape}, expected {self.action_space.shape}")
         if actions.dtype.kind == "f" and not np.isfinite(actions).all():
@@ -204,6 +213,8 @@ def make_vec(
 
     if isinstance(family, str):
         family = make_family(family)
+    if not isinstance(family, TaskFamily):
+        raise TypeError(f"family must be a metarl.TaskFamily or a registered id, got {family!r}")
     if (
         not isinstance(envs_per_task, (int, np.integer))
         or isinstance(envs_per_task, bool)
