@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
@@ -403,7 +404,12 @@ class RaySampler:
         self.max_restarts = max_restarts
         self.timeout = timeout
         self.restarts = 0
-        self._actor_class = ray.remote(num_cpus=cpus_per_worker)(ShardRunner)
+        # Each actor runs as many MuJoCo physics threads as CPUs it reserves (at least one), not
+        # one per core of its node: several actors per node would otherwise oversubscribe it.
+        threads = os.environ.get("METARL_MUJOCO_THREADS", str(max(1, int(cpus_per_worker))))
+        self._actor_class = ray.remote(
+            num_cpus=cpus_per_worker, runtime_env={"env_vars": {"METARL_MUJOCO_THREADS": threads}}
+        )(ShardRunner)
         self.workers: list[Any] = [self._new_worker() for _ in range(int(num_workers))]
 
     def _new_worker(self) -> Any:
