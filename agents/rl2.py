@@ -50,6 +50,7 @@ __all__ = [
     "TrialBatch",
     "cli_train",
     "collect_trials",
+    "load_learner",
     "ppo_loss",
     "trial_gae",
 ]
@@ -570,7 +571,7 @@ class RL2Learner:
 
     @classmethod
     def load(cls, run_dir: str | Path, *, deterministic: bool = False) -> RL2Learner:
-        """The policy of the latest valid checkpoint in ``run_dir``."""
+        """The policy of the latest valid checkpoint in ``run_dir`` (or of a checkpoint file)."""
         from metarl.agents.rl2_train import load_run
 
         agent = load_run(run_dir)
@@ -580,22 +581,17 @@ class RL2Learner:
 def cli_train(
     family: str,
     config_path: str | Path | None = None,
-    *,
     resume: bool = False,
-    out_dir: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    max_seconds: float | None = None,
+    run_dir: str | Path | None = None,
+    seed: int | None = None,
+    **kwargs: Any,
 ) -> Path:
-    """Entry point of ``metarl train rl2 --family <id>``; see :func:`metarl.agents.rl2_train.cli_train`."""
+    """``metarl train rl2 --family <id>``; see :func:`metarl.agents.rl2_train.cli_train`."""
     from metarl.agents.rl2_train import cli_train as _cli_train
 
-    return _cli_train(
-        family,
-        config_path,
-        resume=resume,
-        out_dir=out_dir,
-        overrides=overrides,
-        progress=progress,
-        max_seconds=max_seconds,
-    )
+    return _cli_train(family, config_path, resume, run_dir, seed, **kwargs)
+
+
+def load_learner(checkpoint: str | Path) -> RL2Learner:
+    """``metarl evaluate --learner rl2 --checkpoint PATH``: a run directory or one checkpoint file."""
+    return RL2Learner.load(checkpoint)

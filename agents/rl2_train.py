@@ -120,11 +120,15 @@ def restore(agent: RL2, state: Mapping[str, Any]) -> None:
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> RL2:
-    """Rebuild the agent of ``run_dir`` from its newest valid checkpoint."""
-    found = latest_checkpoint(run_dir)
-    if found is None:
-        raise FileNotFoundError(f"no readable RL² checkpoint in {Path(run_dir) / 'checkpoints'}")
-    path, state = found
+    """Rebuild the agent of ``run_dir`` from its newest valid checkpoint (or from one checkpoint
+    file, when ``run_dir`` is a file)."""
+    if Path(run_dir).is_file():
+        path, state = Path(run_dir), _read_checkpoint(Path(run_dir))
+    else:
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            raise FileNotFoundError(f"no readable RL² checkpoint in {Path(run_dir) / 'checkpoints'}")
+        path, state = found
     config = RL2Config.from_dict(json.loads(state["config"]), source=str(path))
     agent = RL2(config)
     restore(agent, state)
@@ -248,21 +252,23 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 def cli_train(
     family: str,
     config_path: str | os.PathLike[str] | None = None,
-    *,
     resume: bool = False,
-    out_dir: str | os.PathLike[str] | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    *,
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
     max_seconds: float | None = None,
 ) -> Path:
-    """What ``metarl train rl2 --family <id> [--config FILE] [--out DIR] [--resume]`` runs.
+    """What ``metarl train rl2 --family <id> [--config FILE] [--resume] [--run-dir DIR] [--seed S]`` runs.
 
     Args:
         family: registered family id; must agree with the config file's ``family`` if it has one.
         config_path: JSON or TOML file of :class:`RL2Config` fields (top level or under ``rl2``).
-        resume: continue from the newest valid checkpoint in ``out_dir``.
-        out_dir: run directory; default ``runs/rl2/<family>/seed<seed>``.
-        overrides: config fields set after the file is read (e.g. ``{"seed": 3}``).
+        resume: continue from the newest valid checkpoint in ``run_dir``.
+        run_dir: run directory; default ``runs/rl2/<family>/seed<seed>``.
+        seed: overrides the config's seed.
+        overrides: config fields set after the file is read (e.g. ``{"total_env_steps": 10**6}``).
         progress: show the tqdm progress bar.
         max_seconds: stop (with a checkpoint, resumable) after this much wall-clock.
 
@@ -273,7 +279,9 @@ def cli_train(
     if "family" in data and data["family"] != family:
         raise ValueError(f"--family {family!r} disagrees with the config file's family {data['family']!r}")
     data = {**data, "family": family, **dict(overrides or {})}
+    if seed is not None:
+        data["seed"] = seed
     config = RL2Config.from_dict(data, source=str(config_path or "--family"))
-    run_dir = Path(out_dir) if out_dir is not None else Path("runs") / "rl2" / family / f"seed{config.seed}"
-    train(config, run_dir, resume=resume, progress=progress, max_seconds=max_seconds)
-    return run_dir
+    out = Path(run_dir) if run_dir is not None else Path("runs") / "rl2" / family / f"seed{config.seed}"
+    train(config, out, resume=resume, progress=progress, max_seconds=max_seconds)
+    return out

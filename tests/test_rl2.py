@@ -245,24 +245,31 @@ def test_config_errors_name_the_value() -> None:
 def test_cli_train_reads_config_file_and_resumes(tmp_path) -> None:
     import json as _json
 
-    from metarl.agents.rl2 import cli_train
+    from metarl.agents.rl2 import cli_train, load_learner
 
     data = {k: v for k, v in _json.loads(small_config().to_json()).items() if k != "family"}
     cfg = tmp_path / "rl2.json"
     cfg.write_text(_json.dumps(data))
     out = cli_train(
-        "BernoulliBandit-v0", cfg, out_dir=tmp_path / "run", overrides={"total_env_steps": 40}, progress=False
+        "BernoulliBandit-v0", cfg, run_dir=tmp_path / "run", overrides={"total_env_steps": 40}, progress=False
     )
     assert load_run(out).updates == 1  # 8 trials x 5 pulls = 40 steps per update
     out = cli_train(
         "BernoulliBandit-v0",
         cfg,
-        out_dir=tmp_path / "run",
+        run_dir=tmp_path / "run",
         overrides={"total_env_steps": 40},
         resume=True,
         progress=False,
     )
     assert load_run(out).updates == 1  # already done: resuming adds nothing
+    # the positional form metarl.cli uses: (family, config, resume, run_dir, seed)
+    out2 = cli_train(
+        "BernoulliBandit-v0", cfg, False, tmp_path / "seeded", 5, overrides={"total_env_steps": 40}
+    )
+    assert load_run(out2).config.seed == 5
+    ckpt = sorted((out2 / "checkpoints").glob("ckpt_*.pt"))[-1]
+    assert isinstance(load_learner(ckpt), RL2Learner) and isinstance(load_learner(out2), RL2Learner)
     with pytest.raises(ValueError, match="disagrees with the config file"):
         cfg.write_text(_json.dumps({**data, "family": "TabularMDP-v0"}))
-        cli_train("BernoulliBandit-v0", cfg, out_dir=tmp_path / "other", progress=False)
+        cli_train("BernoulliBandit-v0", cfg, run_dir=tmp_path / "other", progress=False)
