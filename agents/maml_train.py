@@ -117,7 +117,9 @@ def meta_iteration(
                     cfg.episodes_per_task, seed=int(rng.integers(2**31)))  # fmt: skip
     t1 = time.perf_counter()
     adv = task_advantages(valid, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
-    stats = algo.meta_step(inner_data, task_tensors(valid, adv, normalize=cfg.normalize_advantages))
+    stats = algo.meta_step(
+        inner_data, task_tensors(valid, adv, normalize=cfg.normalize_advantages), generator
+    )
     t2 = time.perf_counter()
     post = float(valid.returns.mean())
     env_steps = valid.env_steps * (cfg.inner_steps + 1)

@@ -19,6 +19,7 @@ Training (sampling, logging, checkpoints) lives in :mod:`metarl.agents.maml_trai
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -32,7 +33,14 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from metarl.agents.advantages import task_advantages
-from metarl.agents.policies import DistParams, MLPPolicy, Params, PolicySampler
+from metarl.agents.maml_hvp import (
+    BatchedOuterStep,
+    batched_inner_losses,
+    batched_objective_no_graph,
+    batched_outer_losses,
+    subsample_steps,
+)
+from metarl.agents.policies import DistParams, MLPPolicy, Params, PolicySampler, batched_forward
 from metarl.agents.trpo import (
     backtracking_line_search,
     conjugate_gradient_with_product,
@@ -57,10 +65,11 @@ __all__ = [
     "load_learner",
     "map_tasks",
     "outer_losses",
+    "task_dists",
     "task_tensors",
 ]
 
-TaskBatching = Literal["loop", "vmap"]
+TaskBatching = Literal["loop", "vmap", "batched"]
 
 
 # ----------------------------------------------------------------------------------------- 1. config
@@ -113,8 +122,14 @@ class MAMLTRPOConfig:
     ls_backtrack_ratio: float = 0.8
     """Line-search shrink factor."""
     task_batching: TaskBatching = "loop"
-    """How per-task computations are batched: "loop" (one graph per task) or "vmap" (torch.func.vmap
-    over the task axis); identical results, see the benchmark README for speed."""
+    """How per-task computations are batched: "loop" (one graph per task), "vmap" (torch.func.vmap
+    over the task axis) or "batched" (one torch.baddbmm per layer for all tasks, and the outer step of
+    :mod:`metarl.agents.maml_hvp`: KL Hessian products in Gauss-Newton form, a line search without
+    graphs). The same algorithm; see benchmarks/maml_iteration for speed."""
+    hvp_subsample: float = 1.0
+    """Fraction of the post-adaptation steps used by the KL Hessian-vector products (1.0: all, the
+    paper's algorithm). Below 1 (e.g. 0.2; opt-in, needs task_batching="batched") a random subset,
+    as rllab's TRPO ``subsample_factor`` (Duan et al. 2016); gradient and line search use all steps."""
     time_budget_s: float | None = None
     """Stop early (with a final checkpoint) once training has run this many seconds (None: no limit)."""
     run_dir: str = "runs/maml_trpo"
@@ -155,8 +170,12 @@ class MAMLTRPOConfig:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {self.nonlinearity!r}")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise ValueError(f"time_budget_s must be positive or None, got {self.time_budget_s!r}")
-        if self.task_batching not in ("loop", "vmap"):
-            raise ValueError(f"task_batching must be 'loop' or 'vmap', got {self.task_batching!r}")
+        if self.task_batching not in ("loop", "vmap", "batched"):
+            raise ValueError(f"task_batching must be 'loop', 'vmap' or 'batched', got {self.task_batching!r}")
+        if not 0.0 < self.hvp_subsample <= 1.0:
+            raise ValueError(f"hvp_subsample must be in (0, 1], got {self.hvp_subsample!r}")
+        if self.hvp_subsample < 1.0 and (self.task_batching != "batched" or self.meta_sgd):
+            raise ValueError("hvp_subsample < 1 needs task_batching='batched' and no meta_sgd")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MAMLTRPOConfig:
@@ -253,6 +272,14 @@ def map_tasks(fn: Callable[..., Any], params: Params, *per_task: Any, batching: 
     return torch.stack(outs)
 
 
+def task_dists(policy: MLPPolicy, params: Params, obs: Tensor, batching: TaskBatching = "loop") -> DistParams:
+    """Distribution parameters ``(K, N, ...)`` of every task's policy (``params`` with a task axis)."""
+    if batching == "batched":
+        return batched_forward(policy, params, obs)
+    fwd = lambda p, o: functional_call(policy, p, (o,))  # noqa: E731
+    return map_tasks(fwd, params, obs, batching=batching)
+
+
 def _index(tree: Any, k: int) -> Any:
     if isinstance(tree, tuple):
         return tuple(_index(x, k) for x in tree)
@@ -301,9 +328,12 @@ def adapt(
     for data in inner_data:
         K = data.obs.shape[0]
         params = {n: p if p.dim() > base_dims[n] else p.expand(K, *p.shape) for n, p in params.items()}
-        losses = map_tasks(
-            lambda p, d: inner_loss(policy, p, TaskTensors(*d)), params, tuple(data), batching=batching
-        )
+        if batching == "batched":
+            losses = batched_inner_losses(policy, params, data)
+        else:
+            losses = map_tasks(
+                lambda p, d: inner_loss(policy, p, TaskTensors(*d)), params, tuple(data), batching=batching
+            )
         grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=create_graph)
         if not create_graph:
             grads = tuple(g.detach() for g in grads)
@@ -363,23 +393,33 @@ class MAMLTRPO:
         adapted = self.adapted_params(inner_data, valid.obs.shape[0], create_graph=create_graph)
         if old_dist is None:
             with torch.no_grad():
-                fwd = lambda p, o: functional_call(self.policy, p, (o,))  # noqa: E731
-                old_dist = map_tasks(fwd, adapted, valid.obs, batching=self.config.task_batching)
+                old_dist = task_dists(self.policy, adapted, valid.obs, self.config.task_batching)
+        if self.config.task_batching == "batched":
+            dist = batched_forward(self.policy, adapted, valid.obs)
+            surrogate, kl = batched_outer_losses(self.policy, dist, valid, old_dist)
+            return surrogate, kl, old_dist
         surrogate, kl = map_tasks(
             lambda p, d, od: outer_losses(self.policy, p, TaskTensors(*d), od),
             adapted, tuple(valid), old_dist, batching=self.config.task_batching,
         )  # fmt: skip
         return surrogate.mean(), kl.mean(), old_dist
 
-    def meta_step(self, inner_data: list[TaskTensors], valid: TaskTensors) -> dict[str, float]:
+    def meta_step(
+        self, inner_data: list[TaskTensors], valid: TaskTensors, generator: torch.Generator | None = None
+    ) -> dict[str, float]:
         """One TRPO update of the meta-parameters on the post-adaptation surrogate.
 
         The KL between the old and new *adapted* policies is computed through the inner step, so its
         Hessian-vector products differentiate through the inner gradient (double backprop; with
         ``first_order`` the inner gradient is held constant). Solve ``H x = g`` by conjugate gradient,
         scale to the KL bound, and backtrack until the KL bound holds and the surrogate improves.
+        With ``task_batching="batched"`` (and no Meta-SGD) the same quantities come from
+        :class:`metarl.agents.maml_hvp.BatchedOuterStep`. ``generator`` draws the ``hvp_subsample``
+        steps (default: one seeded with ``config.seed``).
         """
         cfg = self.config
+        if cfg.task_batching == "batched" and not cfg.meta_sgd:
+            return self._batched_meta_step(inner_data, valid, generator)
         theta = self.meta_parameters()
         second_order = not cfg.first_order
         loss, kl, old_dist = self.objective(inner_data, valid, None, create_graph=second_order)
@@ -395,6 +435,45 @@ class MAMLTRPO:
             self._set(theta, old - fraction * step)
             new_loss, new_kl, _ = self.objective(inner_data, valid, old_dist, create_graph=False)
             return new_loss.item(), new_kl.item()
+
+        result = backtracking_line_search(
+            evaluate, loss_before, cfg.max_kl, max_steps=cfg.ls_max_steps, ratio=cfg.ls_backtrack_ratio
+        )
+        self._set(theta, old - result.fraction * step)
+        return {
+            "loss_before": loss_before,
+            "loss_after": result.loss,
+            "kl": result.kl,
+            "ls_tries": float(result.tries),
+            "accepted": float(result.accepted),
+            "grad_norm": grad.norm().item(),
+        }
+
+    def _batched_meta_step(
+        self, inner_data: list[TaskTensors], valid: TaskTensors, generator: torch.Generator | None
+    ) -> dict[str, float]:
+        cfg = self.config
+        theta = self.meta_parameters()
+        hvp_data = None
+        if cfg.hvp_subsample < 1.0:
+            generator = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
+            hvp_data = subsample_steps(valid, cfg.hvp_subsample, generator)
+        sizes = {n: float(a) for n, a in self.inner_step_sizes().items()}
+        outer = BatchedOuterStep(self.policy, sizes, inner_data, valid,
+                                 second_order=not cfg.first_order, hvp_data=hvp_data)  # fmt: skip
+        loss_before, grad = outer.loss_and_gradient()
+        hvp = functools.partial(outer.kl_hvp, damping=cfg.cg_damping)
+        direction, h_direction = conjugate_gradient_with_product(hvp, grad, cfg.cg_iters)
+        step = trust_region_step(direction, h_direction, cfg.max_kl)
+        old = flatten([p.detach() for p in theta]).clone()
+        old_dist = outer.old_dist
+        del outer, hvp
+
+        def evaluate(fraction: float) -> tuple[float, float]:
+            self._set(theta, old - fraction * step)
+            return batched_objective_no_graph(
+                self.policy, self.policy.params(), sizes, inner_data, valid, old_dist
+            )
 
         result = backtracking_line_search(
             evaluate, loss_before, cfg.max_kl, max_steps=cfg.ls_max_steps, ratio=cfg.ls_backtrack_ratio

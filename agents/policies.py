@@ -35,6 +35,7 @@ __all__ = [
     "MLPPolicy",
     "Params",
     "PolicySampler",
+    "batched_forward",
     "make_policy",
     "per_task_forward",
 ]
@@ -67,6 +68,7 @@ class MLPPolicy(nn.Module):
     """Common interface: ``forward(obs) -> DistParams`` plus distribution methods on DistParams."""
 
     discrete: bool = False
+    mlp: nn.Sequential
 
     def forward(self, obs: Tensor) -> DistParams:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -214,6 +216,29 @@ def per_task_forward(policy: MLPPolicy, params: Mapping[str, Tensor], obs: Tenso
     """Distribution parameters for ``K`` tasks at once: ``params`` has a leading task axis ``K``
     and ``obs`` is ``(K, N, obs_dim)``; one vmapped forward (batched matrix products), no loop."""
     return vmap(lambda p, o: functional_call(policy, p, (o,)))(dict(params), obs)
+
+
+def batched_forward(policy: MLPPolicy, params: Mapping[str, Tensor], obs: Tensor) -> DistParams:
+    """Like :func:`per_task_forward`, written out with :func:`torch.baddbmm` (one batched matrix
+    product per layer, ``(K, N, in) @ (K, in, out)``) instead of :func:`torch.func.vmap`.
+
+    Plain autograd ops only, so first, second and forward-mode derivatives cost what the matrix
+    products cost, with no vmap batching rules in between. Supports the two policies of this module.
+    """
+    h = obs
+    for i, module in enumerate(policy.mlp):
+        if isinstance(module, nn.Linear):
+            weight, bias = params[f"mlp.{i}.weight"], params[f"mlp.{i}.bias"]
+            h = torch.baddbmm(bias.unsqueeze(-2), h, weight.transpose(-1, -2))
+        else:
+            h = module(h)
+    if isinstance(policy, GaussianMLPPolicy):
+        return h, params["log_std"].unsqueeze(-2).expand_as(h)
+    if isinstance(policy, CategoricalMLPPolicy):
+        return (torch.log_softmax(h, dim=-1),)
+    raise TypeError(
+        f"batched_forward supports GaussianMLPPolicy and CategoricalMLPPolicy, not {type(policy)}"
+    )
 
 
 class PolicySampler:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 import metarl
 from metarl.agents.advantages import baseline_features, discounted_returns, fit_linear_baseline, gae
 from metarl.agents.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
+from metarl.agents.maml_hvp import BatchedOuterStep, subsample_steps
 from metarl.agents.maml_train import build, checkpoint_payload, load_algorithm, meta_iteration, train
 from metarl.agents.maml_trpo import (
     MAMLTRPO,
@@ -102,9 +104,10 @@ def test_line_search_inside_meta_step_respects_kl_bound() -> None:
 
 
 # ------------------------------------------------------------------ second-order derivatives of MAML
-def test_kl_hvp_through_the_inner_step_matches_finite_differences() -> None:
+@pytest.mark.parametrize("batching", ["loop", "vmap", "batched"])
+def test_kl_hvp_through_the_inner_step_matches_finite_differences(batching: str) -> None:
     policy, inner, valid = tiny_problem()
-    algo = MAMLTRPO(policy, config())
+    algo = MAMLTRPO(policy, config(task_batching=batching))
     theta = algo.meta_parameters()
     _, _, old_dist = algo.objective([inner], valid, None, create_graph=False)
     theta0 = flatten([p.detach() for p in theta]).clone()
@@ -190,17 +193,92 @@ def test_one_inner_step_is_a_hand_written_sgd_step_on_reinforce() -> None:
             torch.testing.assert_close(adapted[name][k], p - alpha * g, rtol=1e-12, atol=1e-12)
 
 
-def test_vmap_and_loop_batching_agree() -> None:
+def test_vmap_batched_and_loop_batching_agree() -> None:
     policy, inner, valid = tiny_problem()
     out = {}
-    for batching in ("loop", "vmap"):
+    for batching in ("loop", "vmap", "batched"):
         algo = MAMLTRPO(policy, config(task_batching=batching))
         loss, kl, _ = algo.objective([inner], valid, None, create_graph=True)
         grad = flat_grad(loss, algo.meta_parameters(), retain_graph=True)
         v = torch.ones_like(grad)
         out[batching] = (loss.detach(), grad, hessian_vector_product(kl, algo.meta_parameters())(v))
-    for a, b in zip(out["loop"], out["vmap"], strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    for other in ("vmap", "batched"):
+        for a, b in zip(out["loop"], out[other], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def float32_problem(
+    K: int = 3, N: int = 40
+) -> tuple[GaussianMLPPolicy, TaskTensors, TaskTensors, TaskTensors]:
+    """A float32 (8, 8) relu policy and two inner batches and a validation batch with padding."""
+    g = torch.Generator().manual_seed(3)
+    policy = GaussianMLPPolicy(3, 2, (8, 8), "relu", init_std=0.8)
+    policy.reset_parameters(g)
+
+    def data() -> TaskTensors:
+        n_valid = torch.tensor([N, N - 7, N - 15][:K])
+        w = (torch.arange(N).expand(K, N) < n_valid[:, None]).float() / n_valid[:, None]
+        rnd = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+        return TaskTensors(rnd(K, N, 3), rnd(K, N, 2), rnd(K, N) * (w > 0), w)
+
+    return policy, data(), data(), data()
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("inner_steps", [1, 2])
+def test_batched_outer_step_matches_double_backprop_of_the_loop(first_order: bool, inner_steps: int) -> None:
+    """Gauss-Newton gradient and KL Hessian products (at the old policy) equal the loop's autograd ones."""
+    policy, in1, in2, valid = float32_problem()
+    inner = [in1, in2][:inner_steps]
+    algo = MAMLTRPO(policy, config(task_batching="loop", first_order=first_order))
+    theta = algo.meta_parameters()
+    loss, kl, _ = algo.objective(inner, valid, None, create_graph=not first_order)
+    grad = flat_grad(loss, theta, retain_graph=True)
+    hvp = hessian_vector_product(kl, theta, 1e-3)
+    outer = BatchedOuterStep(
+        policy, {n: 0.3 for n in policy.params()}, inner, valid, second_order=not first_order
+    )
+    loss_b, grad_b = outer.loss_and_gradient()
+    assert loss_b == pytest.approx(loss.item(), rel=1e-5)
+    torch.testing.assert_close(grad_b, grad, rtol=1e-5, atol=1e-6)
+    for seed in range(2):
+        v = torch.randn(grad.shape, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(outer.kl_hvp(v, 1e-3), hvp(v), rtol=1e-5, atol=1e-6)
+
+
+def test_batched_meta_step_takes_the_loops_step() -> None:
+    # float64: conjugate gradient on this tiny, nearly singular KL Hessian amplifies float32 rounding
+    policy, inner, _, valid = float32_problem()
+    policy = policy.double()
+    inner, valid = (TaskTensors(*(x.double() for x in d)) for d in (inner, valid))
+    results = {}
+    for batching in ("loop", "batched"):
+        algo = MAMLTRPO(copy.deepcopy(policy), config(task_batching=batching, max_kl=1e-3))
+        stats = algo.meta_step([inner], valid)
+        results[batching] = (stats, flatten(algo.meta_parameters()).detach())
+    (s_loop, p_loop), (s_b, p_b) = results["loop"], results["batched"]
+    assert s_b["ls_tries"] == s_loop["ls_tries"] and s_b["accepted"] == 1.0
+    for key in ("loss_before", "loss_after", "kl", "grad_norm"):
+        assert s_b[key] == pytest.approx(s_loop[key], rel=1e-4, abs=1e-7), key
+    torch.testing.assert_close(p_b, p_loop, rtol=1e-5, atol=1e-6)
+
+
+def test_hvp_subsample_uses_a_renormalised_subset_of_the_validation_steps() -> None:
+    policy, inner, _, valid = float32_problem()
+    sub = subsample_steps(valid, 0.5, torch.Generator().manual_seed(0))
+    assert sub.obs.shape[1] == 20
+    torch.testing.assert_close(sub.weights.sum(1), torch.ones(3))
+    sizes = {n: 0.3 for n in policy.params()}
+    outer = BatchedOuterStep(policy, sizes, [inner], valid, second_order=True, hvp_data=sub)
+    on_subset = BatchedOuterStep(policy, sizes, [inner], sub, second_order=True)
+    v = torch.randn(outer.loss_and_gradient()[1].shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(outer.kl_hvp(v), on_subset.kl_hvp(v))
+    torch.testing.assert_close(outer.loss_and_gradient()[1], BatchedOuterStep(
+        policy, sizes, [inner], valid, second_order=True).loss_and_gradient()[1])  # fmt: skip
+    algo = MAMLTRPO(policy, config(task_batching="batched", hvp_subsample=0.2, max_kl=1e-3))
+    assert algo.meta_step([inner], valid, torch.Generator().manual_seed(0))["kl"] <= 1e-3
+    with pytest.raises(ValueError, match="hvp_subsample"):
+        config(hvp_subsample=0.2)  # needs task_batching="batched"
 
 
 def test_meta_sgd_learns_step_sizes() -> None:

@@ -1,0 +1,208 @@
+"""The MAML-TRPO outer step for batched tasks: meta-gradient and KL Hessian-vector products in
+Gauss-Newton form through the inner steps, and a line-search objective that builds no graph.
+
+For one inner step per task ``theta'_k = theta - alpha grad L_in,k(theta)`` and adapted action
+distributions ``d_k = f(s; theta'_k)`` on the post-adaptation (validation) steps,
+
+* the meta-gradient is ``g = mean_k A_k^T J_k^T dL_k/dd_k`` with ``A_k = d theta'_k / d theta =
+  I - alpha H_in,k`` (``H_in,k`` the Hessian of the inner loss, symmetric) and ``J_k = df/d theta'_k``;
+* the Hessian of the mean KL between the old and the new adapted policies, *at the old policy*
+  (which is where TRPO evaluates it), is exactly ``mean_k A_k^T J_k^T M_k J_k A_k`` with ``M_k`` the
+  Hessian of the KL w.r.t. the distribution parameters: the terms with second derivatives of
+  ``f`` or of ``theta'`` multiply ``dKL/dd``, which is zero there. TRPO computes the KL Hessian in
+  this form (Schulman et al. 2015, appendix C.1, ``A = J^T M J``; Martens 2010).
+
+So each product costs two inner-loss Hessian-vector products (Pearlmutter 1994, through the inner
+gradient's graph, built once and reused by every conjugate-gradient iteration), one forward-mode
+product and one backward pass of the network on the validation steps. Differentiating the KL
+gradient again (:func:`metarl.agents.trpo.hessian_vector_product`) computes the same product plus
+third-order terms that multiply zero. Several inner steps chain: ``A = A_n ... A_1``; with
+``first_order`` every ``A_i`` is the identity (Finn et al. 2017, section 5.2).
+
+Optionally (``hvp_subsample < 1``) the Gauss-Newton product uses a random subset of the
+validation steps, as rllab's ``ConjugateGradientOptimizer(subsample_factor=...)`` does for TRPO
+(Duan et al. 2016, "Benchmarking Deep RL for Continuous Control"); the gradient, the step size and
+the line search still use every step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+from torch.func import jvp
+
+from metarl.agents.policies import DistParams, MLPPolicy, batched_forward
+from metarl.agents.trpo import flatten, unflatten
+
+if TYPE_CHECKING:
+    from metarl.agents.maml_trpo import TaskTensors
+
+__all__ = [
+    "BatchedOuterStep",
+    "batched_inner_losses",
+    "batched_objective_no_graph",
+    "batched_outer_losses",
+    "subsample_steps",
+]
+
+
+def batched_inner_losses(policy: MLPPolicy, params: Mapping[str, Tensor], data: TaskTensors) -> Tensor:
+    """Per-task REINFORCE losses ``(K,)`` with per-task parameters (leading axis ``K``)."""
+    dist = batched_forward(policy, params, data.obs)
+    return -(data.weights * policy.log_prob(dist, data.actions) * data.advantages).sum(-1)
+
+
+def batched_outer_losses(
+    policy: MLPPolicy, dist: DistParams, data: TaskTensors, old_dist: DistParams
+) -> tuple[Tensor, Tensor]:
+    """Mean over tasks of TRPO's surrogate and of the KL(old || new), from distribution parameters."""
+    ratio = torch.exp(policy.log_prob(dist, data.actions) - policy.log_prob(old_dist, data.actions))
+    surrogate = -(data.weights * ratio * data.advantages).sum(-1)
+    kl = (data.weights * policy.kl(old_dist, dist)).sum(-1)
+    return surrogate.mean(), kl.mean()
+
+
+def subsample_steps(data: TaskTensors, fraction: float, generator: torch.Generator) -> TaskTensors:
+    """The same random ``ceil(fraction * N)`` step columns of every task, weights renormalised to a
+    per-task mean over the real steps kept (a task whose kept steps are all padding gets weight 0)."""
+    from metarl.agents.maml_trpo import TaskTensors
+
+    N = data.obs.shape[1]
+    keep = torch.randperm(N, generator=generator)[: max(1, math.ceil(fraction * N))].sort().values
+    w = data.weights[:, keep]
+    total = w.sum(-1, keepdim=True)
+    w = torch.where(total > 0, w / total.clamp_min(torch.finfo(w.dtype).tiny), torch.zeros_like(w))
+    return TaskTensors(data.obs[:, keep], data.actions[:, keep], data.advantages[:, keep], w)
+
+
+def _broadcast(theta: Mapping[str, Tensor], K: int) -> dict[str, Tensor]:
+    return {n: p.detach().expand(K, *p.shape) for n, p in theta.items()}
+
+
+def batched_objective_no_graph(
+    policy: MLPPolicy,
+    theta: Mapping[str, Tensor],
+    step_sizes: Mapping[str, float],
+    inner_data: Sequence[TaskTensors],
+    valid: TaskTensors,
+    old_dist: DistParams,
+) -> tuple[float, float]:
+    """Post-adaptation surrogate and KL at ``theta`` for the line search: each inner gradient by plain
+    backpropagation (no ``create_graph``), the validation losses under ``torch.no_grad``."""
+    params = _broadcast(theta, valid.obs.shape[0])
+    for data in inner_data:
+        leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+        with torch.enable_grad():
+            grads = torch.autograd.grad(
+                batched_inner_losses(policy, leaves, data).sum(), list(leaves.values())
+            )
+        params = {n: p.detach() - step_sizes[n] * g for (n, p), g in zip(leaves.items(), grads, strict=True)}
+    with torch.no_grad():
+        loss, kl = batched_outer_losses(policy, batched_forward(policy, params, valid.obs), valid, old_dist)
+    return loss.item(), kl.item()
+
+
+class BatchedOuterStep:
+    """Meta-gradient and KL Hessian-vector products at the current meta-parameters (see module doc).
+
+    Args:
+        policy: the policy; its parameters (in ``named_parameters`` order) are the meta-parameters.
+        step_sizes: the inner step size per parameter name (fixed numbers; not Meta-SGD).
+        inner_data: one batch per inner step, each with a leading task axis ``K``.
+        valid: the post-adaptation batch.
+        second_order: differentiate through the inner gradients (False: first-order MAML).
+        hvp_data: the validation steps used by the KL Hessian products (default: ``valid``).
+    """
+
+    def __init__(
+        self,
+        policy: MLPPolicy,
+        step_sizes: Mapping[str, float],
+        inner_data: Sequence[TaskTensors],
+        valid: TaskTensors,
+        *,
+        second_order: bool,
+        hvp_data: TaskTensors | None = None,
+    ) -> None:
+        self.policy = policy
+        self.names = [n for n, _ in policy.named_parameters()]
+        self.shapes = [p for _, p in policy.named_parameters()]
+        self.K = valid.obs.shape[0]
+        self.alphas = [step_sizes[n] for n in self.names]
+        # One (leaves, inner gradient with its graph) pair per inner step, each at its own input.
+        self.steps: list[tuple[list[Tensor], tuple[Tensor, ...]]] = []
+        params = [p.detach().expand(self.K, *p.shape) for p in self.shapes]
+        for data in inner_data:
+            leaves = [p.detach().requires_grad_(True) for p in params]
+            with torch.enable_grad():
+                loss = batched_inner_losses(policy, dict(zip(self.names, leaves, strict=True)), data).sum()
+                grads = torch.autograd.grad(loss, leaves, create_graph=second_order)
+            if second_order:
+                self.steps.append((leaves, grads))
+            params = [(p - a * g).detach() for p, a, g in zip(leaves, self.alphas, grads, strict=True)]
+        self.adapted = params
+        with torch.enable_grad():
+            self.adapted_leaves = [p.requires_grad_(True) for p in [q.clone() for q in params]]
+            self.dist = batched_forward(policy, self._named(self.adapted_leaves), valid.obs)
+        self.old_dist: DistParams = tuple(d.detach() for d in self.dist)
+        self.valid = valid
+        self.hvp_data = valid if hvp_data is None else hvp_data
+        hvp_old = (
+            self.old_dist
+            if hvp_data is None
+            else tuple(d.detach() for d in self._forward(self.adapted, self.hvp_data.obs))
+        )
+        self.hvp_dist = self.dist if hvp_data is None else None
+        with torch.enable_grad():
+            if self.hvp_dist is None:
+                self.hvp_dist = batched_forward(policy, self._named(self.adapted_leaves), self.hvp_data.obs)
+            # dKL/dd with its graph, so M u is one cheap elementwise double-backward.
+            self._kl_dist = tuple(d.detach().requires_grad_(True) for d in hvp_old)
+            kl = (self.hvp_data.weights * policy.kl(hvp_old, self._kl_dist)).sum(-1).mean()
+            self._kl_grad = torch.autograd.grad(kl, self._kl_dist, create_graph=True)
+
+    def _named(self, tensors: Sequence[Tensor]) -> dict[str, Tensor]:
+        return dict(zip(self.names, tensors, strict=True))
+
+    def _forward(self, params: Sequence[Tensor], obs: Tensor) -> DistParams:
+        with torch.no_grad():
+            return batched_forward(self.policy, self._named(params), obs)
+
+    def _through_inner(self, v: list[Tensor], transpose: bool) -> list[Tensor]:
+        """``A v`` (or ``A^T v``) with ``A_i = I - alpha H_in,i`` per task, chained over inner steps."""
+        order = reversed(self.steps) if transpose else iter(self.steps)
+        for leaves, grads in order:
+            if transpose:  # A_i^T w = w - H_i (alpha w), H_i symmetric
+                hv = torch.autograd.grad(grads, leaves, [a * x for a, x in zip(self.alphas, v, strict=True)],
+                                         retain_graph=True)  # fmt: skip
+                v = [x - h for x, h in zip(v, hv, strict=True)]
+            else:  # A_i v = v - alpha (H_i v)
+                hv = torch.autograd.grad(grads, leaves, v, retain_graph=True)
+                v = [x - a * h for x, a, h in zip(v, self.alphas, hv, strict=True)]
+        return v
+
+    def _pull_back(self, dist: DistParams, cotangent: Sequence[Tensor]) -> Tensor:
+        """``A^T J^T u`` summed over tasks, as one flat vector of the meta-parameters."""
+        w = list(torch.autograd.grad(dist, self.adapted_leaves, list(cotangent), retain_graph=True))
+        return flatten([x.sum(0) for x in self._through_inner(w, transpose=True)])
+
+    def loss_and_gradient(self) -> tuple[float, Tensor]:
+        """The surrogate at the current parameters (ratio 1) and its meta-gradient."""
+        dd = tuple(d.detach().requires_grad_(True) for d in self.dist)
+        with torch.enable_grad():
+            loss, _ = batched_outer_losses(self.policy, dd, self.valid, self.old_dist)
+            cotangent = torch.autograd.grad(loss, dd)
+        return loss.item(), self._pull_back(self.dist, cotangent)
+
+    def kl_hvp(self, v: Tensor, damping: float = 0.0) -> Tensor:
+        """``(H_KL + damping I) v`` at the current parameters, in Gauss-Newton form."""
+        u = self._through_inner([x.expand(self.K, *x.shape) for x in unflatten(v, self.shapes)], False)
+        ju = jvp(lambda *q: batched_forward(self.policy, self._named(q), self.hvp_data.obs),
+                    tuple(self.adapted), tuple(u))[1]  # fmt: skip
+        mu = torch.autograd.grad(self._kl_grad, self._kl_dist, list(ju), retain_graph=True)
+        assert self.hvp_dist is not None
+        return self._pull_back(self.hvp_dist, mu) + damping * v
