@@ -190,7 +190,7 @@ def collect(
         steps_trunc.append(np.asarray(truncs, dtype=bool))
         steps_succ.append(succ if succ is not None else np.zeros(n, dtype=bool))
         for i in np.flatnonzero(done & active):
-            finals[i].append(_final_obs(infos, i))
+            finals[i].append(_final_obs(infos, int(i)))
         done_count += done
         obs = next_obs
     if np.any(done_count < per_env):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
@@ -68,10 +68,9 @@ class Task:
     task_id: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.params, Mapping):
-            items = self.params.items()
-        else:
-            items = tuple(self.params)
+        items: Iterable[tuple[Any, Any]] = (
+            self.params.items() if isinstance(self.params, Mapping) else tuple(self.params)
+        )
         frozen = tuple(sorted((str(k), _freeze(v)) for k, v in items))
         object.__setattr__(self, "params", frozen)
         expected = self._make_id()

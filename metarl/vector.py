@@ -25,7 +25,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from metarl.family import TaskFamily, TaskNotSetError
+from metarl.family import TaskEnv, TaskFamily, TaskNotSetError
 from metarl.task import Task
 
 __all__ = ["AUTORESET_MODE", "BatchedTaskVectorEnv", "SyncTaskVectorEnv", "TaskVectorEnv", "make_vec"]
@@ -191,7 +191,9 @@ class SyncTaskVectorEnv(TaskVectorEnv, SyncVectorEnv):
             raise ValueError(f"set_tasks needs {len(self._tasks)} tasks, got {len(tasks)}")
         self._tasks = tasks
         for env, task in zip(self.envs, self.subenv_tasks, strict=True):
-            env.unwrapped.set_task(task)
+            task_env = env.unwrapped
+            assert isinstance(task_env, TaskEnv), "family envs are TaskEnvs (TaskFamily.make_env checks)"
+            task_env.set_task(task)
 
 
 def make_vec(

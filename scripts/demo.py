@@ -42,8 +42,10 @@ def main() -> None:
         run_dir=str(args.out / "maml_trpo"),
         checkpoint_every=10,
     )
-    print(f"[1/3] meta-training MAML-TRPO on {config.family} (at most {args.iterations} iterations "
-          f"or {args.minutes:g} min; logs and checkpoints in {config.run_dir})")
+    print(
+        f"[1/3] meta-training MAML-TRPO on {config.family} (at most {args.iterations} iterations "
+        f"or {args.minutes:g} min; logs and checkpoints in {config.run_dir})"
+    )
     t0 = time.perf_counter()
     algo = train(config, resume=True)
     print(f"      trained for {time.perf_counter() - t0:.0f} s in this run")
@@ -52,7 +54,9 @@ def main() -> None:
     print(f"[2/3] meta-testing on {len(family.test)} held-out test tasks (20 episodes per gradient step)")
     results = []
     for learner, rounds in ((algo.learner(), 4), (RandomLearner(), 1), (Navigation2DOracle(), 1)):
-        res = metarl.evaluate(learner, family, split="test", rounds=rounds, episodes_per_round=20, seed=args.seed + 1)
+        res = metarl.evaluate(
+            learner, family, split="test", rounds=rounds, episodes_per_round=20, seed=args.seed + 1
+        )
         results.append(res)
 
     print("[3/3] results\n")

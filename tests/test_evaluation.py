@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from metarl.agents.scripted import Navigation2DOracle, Navigation2DTrilateration, RandomLearner, trilaterate
 
 import metarl
 from metarl import EvalResult, bootstrap_ci
+from metarl.agents.scripted import Navigation2DOracle, Navigation2DTrilateration, RandomLearner, trilaterate
 
 
 def oracle_return(goal: np.ndarray) -> float:
