@@ -30,8 +30,13 @@ test: $(STAMP)
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
+# The speed benchmarks (results, tables and provenance under benchmarks/). The learning benchmarks
+# take hours on 2 cores: their commands are in each benchmarks/<name>/README.md.
 bench: $(STAMP)
 	$(PY) scripts/bench_core.py
+	$(PY) scripts/bench_mujoco_overhead.py
+	$(PY) scripts/bench_mujoco_speed.py
+	$(PY) scripts/bench_samplers.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check metarl envs agents scripts tests
