@@ -4,14 +4,29 @@ A checkpoint is a plain dict of tensors, state dicts, strings and numbers, writt
 :func:`torch.save` and read back with ``torch.load(weights_only=True)``: nothing is unpickled but
 tensors and primitive containers. RNG states are stored as a JSON string (NumPy's bit-generator
 state, whose 128-bit integers JSON keeps exactly) and a ``uint8`` tensor (a :class:`torch.Generator`).
+
+Every checkpoint carries a ``format`` string ``"<name>/<version>"`` (each trainer's own, e.g.
+``"metarl.maml_trpo.checkpoint/1"``) and the ``metarl_version`` that wrote it. A file whose format
+name or version differs from the reader's raises :class:`CheckpointFormatError` naming the file and
+both versions. A file without ``format`` is rejected too: every checkpoint metarl has written carries
+one, so a missing field means the file is not a metarl checkpoint, and guessing would be unsafe.
+
+Resuming (:func:`load_latest_checkpoint`) skips unreadable files (truncated, corrupt) with a warning
+naming them and falls back to the next older checkpoint; a readable checkpoint of another format is
+an error, not something to skip silently. :func:`rewind_csv_log` cuts a run's CSV log back to the
+checkpoint's iteration, so the iterations redone after a crash are not logged twice.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
 import tempfile
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +34,56 @@ import numpy as np
 import torch
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointFormatError",
+    "check_format",
     "list_checkpoints",
     "load_checkpoint",
     "load_latest_checkpoint",
     "numpy_rng_from_state",
     "numpy_rng_state",
+    "rewind_csv_log",
     "save_checkpoint",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, corrupt, not a dict); names the file."""
+
+
+class CheckpointFormatError(CheckpointError):
+    """A readable checkpoint of another format or format version than the reader's."""
+
+
+def _metarl_version() -> str:
+    from metarl import __version__
+
+    return __version__
+
+
+def check_format(path: str | os.PathLike[str], data: Mapping[str, Any], expected: str) -> None:
+    """Raise :class:`CheckpointFormatError` unless ``data["format"] == expected``.
+
+    The message names the file, the format and version found (and the metarl version that wrote
+    it, when recorded) and the format and version this metarl reads.
+    """
+    found = data.get("format")
+    if found == expected:
+        return
+    name, _, version = expected.rpartition("/")
+    here = f"this metarl ({_metarl_version()}) reads {name} version {version}"
+    if not isinstance(found, str):
+        raise CheckpointFormatError(
+            f"{path}: no checkpoint format field (found {found!r}), so not a {name} checkpoint; {here}"
+        )
+    found_name, _, found_version = found.rpartition("/")
+    writer = data.get("metarl_version")
+    by = f" (written by metarl {writer})" if isinstance(writer, str) else " (metarl version not recorded)"
+    if found_name != name:
+        raise CheckpointFormatError(f"{path}: a {found!r} checkpoint{by}, not {name}; {here}")
+    raise CheckpointFormatError(f"{path}: {name} version {found_version}{by}; {here}")
 
 
 def numpy_rng_state(rng: np.random.Generator) -> str:
@@ -59,6 +115,7 @@ def save_checkpoint(
 
     The file is written under a temporary name in the same directory, flushed to disk and renamed
     with :func:`os.replace`, so a crash leaves either the old set of checkpoints or the new one.
+    The payload gains a ``metarl_version`` entry (the writer's version) unless it has one.
     """
     if keep < 1:
         raise ValueError(f"keep must be a positive int, got {keep!r}")
@@ -66,6 +123,7 @@ def save_checkpoint(
         raise ValueError(f"iteration must be non-negative, got {iteration!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    payload = {"metarl_version": _metarl_version(), **payload}
     path = directory / f"ckpt_{iteration:07d}.pt"
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -82,27 +140,90 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (no arbitrary unpickling)."""
-    data = torch.load(Path(path), map_location="cpu", weights_only=True)
+def load_checkpoint(path: str | os.PathLike[str], expected_format: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary unpickling).
+
+    Raises :class:`CheckpointError` naming ``path`` if the file cannot be read, and
+    :class:`CheckpointFormatError` if ``expected_format`` is given and the file has another.
+    """
+    try:
+        data = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # truncated zip, bad pickle, disallowed global: all "unreadable"
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a metarl checkpoint (expected a dict, got {type(data).__name__})")
+        raise CheckpointError(
+            f"{path} is not a metarl checkpoint (expected a dict, got {type(data).__name__})"
+        )
+    if expected_format is not None:
+        check_format(path, data, expected_format)
     return data
 
 
 def load_latest_checkpoint(
-    directory: str | os.PathLike[str], required_keys: tuple[str, ...] = ()
+    directory: str | os.PathLike[str],
+    required_keys: tuple[str, ...] = (),
+    expected_format: str | None = None,
 ) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint in ``directory`` that loads and has ``required_keys``; ``None`` if none.
 
-    Truncated or corrupt files (e.g. from a crash on a file system without atomic rename) are
-    skipped in favour of the next older one.
+    Unreadable files (truncated, corrupt; e.g. from a crash on a file system without atomic rename,
+    or a disk that filled up) and files missing ``required_keys`` are skipped with a warning naming
+    them, in favour of the next older one. A readable file of another ``expected_format`` raises
+    :class:`CheckpointFormatError`: resuming from an older checkpoint would silently drop progress.
     """
     for path in reversed(list_checkpoints(directory)):
         try:
             data = load_checkpoint(path)
-        except Exception:
+        except CheckpointError as exc:
+            warnings.warn(f"skipping unreadable checkpoint: {exc}", stacklevel=2)
             continue
-        if all(k in data for k in required_keys):
-            return path, data
+        if expected_format is not None:
+            check_format(path, data, expected_format)
+        missing = [k for k in required_keys if k not in data]
+        if missing:
+            warnings.warn(f"skipping checkpoint {path}: it lacks {missing}", stacklevel=2)
+            continue
+        return path, data
     return None
+
+
+def rewind_csv_log(path: str | os.PathLike[str], column: str, last: int) -> None:
+    """Keep only the rows of the CSV log ``path`` whose integer ``column`` is at most ``last``.
+
+    Called when resuming from the checkpoint of iteration ``last``: rows of iterations after it (run
+    before the crash, redone now) and a half-written last line are dropped, so each iteration is
+    logged once. The file is rewritten atomically; a missing file is left missing.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames
+        rows = []
+        for row in reader:
+            try:
+                keep = None not in row.values() and int(row[column]) <= last
+            except (KeyError, TypeError, ValueError):
+                keep = False
+            if keep:
+                rows.append(row)
+    if not fields:
+        path.unlink()
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -30,10 +30,12 @@ import torch
 
 from metarl.agents.advantages import task_advantages
 from metarl.agents.checkpoint import (
+    check_format,
     load_checkpoint,
     load_latest_checkpoint,
     numpy_rng_from_state,
     numpy_rng_state,
+    rewind_csv_log,
     save_checkpoint,
 )
 from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, task_tensors
@@ -159,12 +161,12 @@ def checkpoint_payload(
     }
 
 
-def restore(algo: MAMLTRPO, data: Mapping[str, Any]) -> tuple[np.random.Generator, torch.Generator]:
-    """Load the meta-parameters of checkpoint ``data`` into ``algo``; return the restored RNGs."""
-    if data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"not a MAML-TRPO checkpoint: format {data.get('format')!r}, expected {CHECKPOINT_FORMAT!r}"
-        )
+def restore(
+    algo: MAMLTRPO, data: Mapping[str, Any], source: str = "checkpoint"
+) -> tuple[np.random.Generator, torch.Generator]:
+    """Load the meta-parameters of checkpoint ``data`` (read from ``source``) into ``algo``; return
+    the restored RNGs."""
+    check_format(source, data, CHECKPOINT_FORMAT)
     algo.policy.load_state_dict(data["policy"])
     if set(data["step_sizes"]) != set(algo.step_sizes):
         raise ValueError("checkpoint and config disagree on meta_sgd (learned step sizes)")
@@ -182,15 +184,18 @@ def load_algorithm(path: str | os.PathLike[str]) -> MAMLTRPO:
     ``path`` is a checkpoint file, or a run directory (its newest valid checkpoint is used)."""
     path = Path(path)
     if path.is_dir():
-        found = load_latest_checkpoint(path / "checkpoints" if (path / "checkpoints").is_dir() else path)
+        found = load_latest_checkpoint(
+            path / "checkpoints" if (path / "checkpoints").is_dir() else path,
+            expected_format=CHECKPOINT_FORMAT,
+        )
         if found is None:
             raise FileNotFoundError(f"no readable checkpoint under {str(path)!r}")
-        data = found[1]
+        path, data = found
     else:
-        data = load_checkpoint(path)
+        data = load_checkpoint(path, CHECKPOINT_FORMAT)
     config = MAMLTRPOConfig.from_dict(json.loads(data["config"]))
     algo, _ = build(config)
-    restore(algo, data)
+    restore(algo, data, str(path))
     return algo
 
 
@@ -208,7 +213,10 @@ def train(config: MAMLTRPOConfig, *, resume: bool = False, progress: bool = True
 
     With ``resume``, continue from the newest valid checkpoint in ``<run_dir>/checkpoints`` (the
     meta-parameters, iteration count and RNG states are restored, so a resumed run continues the
-    same random streams); without one, start afresh.
+    same random streams, and ``progress.csv`` is cut back to the checkpoint's iteration so redone
+    iterations are logged once); without one, start afresh. Unreadable checkpoints are skipped with a
+    warning; one of another format version raises
+    :class:`~metarl.agents.checkpoint.CheckpointFormatError`.
     """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
@@ -219,10 +227,12 @@ def train(config: MAMLTRPOConfig, *, resume: bool = False, progress: bool = True
     algo, gen = build(config, family)
     rng = np.random.default_rng(config.seed)
     start, env_steps = 0, 0
-    found = load_latest_checkpoint(ckpt_dir, ("format", "policy", "rng")) if resume else None
+    found = None
+    if resume:
+        found = load_latest_checkpoint(ckpt_dir, ("policy", "rng"), expected_format=CHECKPOINT_FORMAT)
     if found is not None:
         _check_split(family, found[1])
-        rng, gen = restore(algo, found[1])
+        rng, gen = restore(algo, found[1], str(found[0]))
         start, env_steps = int(found[1]["iteration"]), int(found[1]["env_steps"])
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", config.to_json())
@@ -231,12 +241,15 @@ def train(config: MAMLTRPOConfig, *, resume: bool = False, progress: bool = True
     vec = make_vec(family, train_tasks[:B] if len(train_tasks) >= B else [train_tasks[0]] * B,
                    envs_per_task=config.episodes_per_task, backend=config.backend)  # fmt: skip
     csv_path = run_dir / "progress.csv"
-    new_csv = not (resume and csv_path.exists())
+    if found is not None:
+        rewind_csv_log(csv_path, "iteration", start)
+    new_csv = found is None or not csv_path.exists()
     csv_file = csv_path.open("w" if new_csv else "a", newline="")
     log = csv.DictWriter(csv_file, fieldnames=_CSV_FIELDS)
     if new_csv:
         log.writeheader()
-    writer = SummaryWriter(str(run_dir / "tb"))
+    # on resume, TensorBoard drops the events logged after the checkpoint's step (they are redone)
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=env_steps + 1 if found is not None else None)
     writer.add_text("config", f"```\n{config.to_json()}\n```", start)
     t_start = time.perf_counter()
     bar = tqdm(range(start, config.meta_iterations), initial=start, total=config.meta_iterations,
@@ -296,14 +309,14 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read config file {str(path)!r}: {exc}") from exc
-    if path.suffix == ".toml":
-        data: Any = tomllib.loads(text)
-    elif path.suffix == ".json":
-        data = json.loads(text)
-    else:
+    if path.suffix not in (".json", ".toml"):
         raise ValueError(f"config file {str(path)!r} must end in .json or .toml")
+    try:
+        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a table of config keys")
     return data

@@ -8,9 +8,11 @@ A run directory holds::
     checkpoints/ckpt_<update>.pt  the last ``keep_checkpoints`` checkpoints
 
 A checkpoint is a dict of state dicts and plain values (model, optimiser, torch and NumPy RNG
-states, counters), written atomically (temporary file, then rename) and read back with
-``torch.load(weights_only=True)``. :func:`load_run` restores the newest checkpoint that loads; a
-corrupt or half-written one is skipped with a warning.
+states, counters), written and read through :mod:`metarl.agents.checkpoint`: atomically (temporary
+file, fsync, rename) and back with ``torch.load(weights_only=True)``. :func:`load_run` restores the
+newest checkpoint that loads; a corrupt or half-written one is skipped with a warning naming it, one
+of another format version is an error naming the file and both versions. On resume ``progress.csv``
+is cut back to the checkpoint's update, so updates redone after a crash are logged once.
 """
 
 from __future__ import annotations
@@ -18,16 +20,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 import time
 import tomllib
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from metarl.agents import checkpoint as ckpt
 from metarl.agents.rl2 import RL2, RL2Config
 from metarl.evaluation import atomic_write_text
 
@@ -57,15 +56,8 @@ def _checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
-def _checkpoints(run_dir: Path) -> list[Path]:
-    return sorted(_checkpoint_dir(run_dir).glob("ckpt_*.pt"))
-
-
 def save_checkpoint(agent: RL2, run_dir: str | os.PathLike[str]) -> Path:
     """Write ``agent``'s full training state atomically; keep only the newest ``keep_checkpoints``."""
-    run_dir = Path(run_dir)
-    ckpt_dir = _checkpoint_dir(run_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = {
         "format": CHECKPOINT_FORMAT,
         "config": agent.config.to_json(),
@@ -77,35 +69,22 @@ def save_checkpoint(agent: RL2, run_dir: str | os.PathLike[str]) -> Path:
         "torch_rng": agent.torch_gen.get_state(),
         "numpy_rng": json.dumps(agent.np_rng.bit_generator.state),
     }
-    path = ckpt_dir / f"ckpt_{agent.updates:07d}.pt"
-    fd, tmp = tempfile.mkstemp(dir=ckpt_dir, prefix=".ckpt.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    for old in _checkpoints(run_dir)[: -agent.config.keep_checkpoints]:
-        old.unlink(missing_ok=True)
-    return path
+    return ckpt.save_checkpoint(
+        _checkpoint_dir(Path(run_dir)), agent.updates, state, keep=agent.config.keep_checkpoints
+    )
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an RL² checkpoint ({CHECKPOINT_FORMAT})")
-    return state
+    return ckpt.load_checkpoint(path, CHECKPOINT_FORMAT)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint of ``run_dir`` that loads, and its contents; ``None`` if there is none."""
-    for path in reversed(_checkpoints(Path(run_dir))):
-        try:
-            return path, _read_checkpoint(path)
-        except Exception as exc:  # a truncated or foreign file: fall back to an older one
-            warnings.warn(f"skipping unreadable RL² checkpoint {path}: {exc}", stacklevel=2)
-    return None
+    """The newest checkpoint of ``run_dir`` that loads, and its contents; ``None`` if there is none.
+
+    Unreadable (truncated, corrupt) files are skipped with a warning naming them; a readable one of
+    another format version raises :class:`~metarl.agents.checkpoint.CheckpointFormatError`.
+    """
+    return ckpt.load_latest_checkpoint(_checkpoint_dir(Path(run_dir)), expected_format=CHECKPOINT_FORMAT)
 
 
 def restore(agent: RL2, state: Mapping[str, Any]) -> None:
@@ -158,7 +137,8 @@ def train(
     """Train RL² until ``config.total_env_steps``, logging and checkpointing into ``run_dir``.
 
     With ``resume`` the newest valid checkpoint of ``run_dir`` is restored first (its config must
-    equal ``config``); without it, ``run_dir`` must not hold checkpoints already.
+    equal ``config``) and ``progress.csv`` is cut back to its update; without it, ``run_dir`` must
+    not hold checkpoints already.
     ``max_updates`` stops early after that many updates in this call (for tests and smoke runs);
     ``max_seconds`` after that much wall-clock in this call (a final checkpoint is written either
     way, so the run can be resumed).
@@ -183,12 +163,15 @@ def train(
         restore(agent, state)
     _write_config(agent, run_dir)
     csv_path = run_dir / "progress.csv"
+    if found is not None:
+        ckpt.rewind_csv_log(csv_path, "update", agent.updates)
     new_csv = not csv_path.exists() or found is None
     csv_file = csv_path.open("w" if new_csv else "a", newline="")
     writer = csv.DictWriter(csv_file, fieldnames=_CSV_FIELDS, extrasaction="ignore")
     if new_csv:
         writer.writeheader()
-    tb = SummaryWriter(str(run_dir / "tb"))
+    # on resume, TensorBoard drops the events logged after the checkpoint's step (they are redone)
+    tb = SummaryWriter(str(run_dir / "tb"), purge_step=agent.env_steps + 1 if found is not None else None)
     total = agent.total_updates
     bar = tqdm(
         total=total, initial=agent.updates, disable=not progress, desc=f"RL² {config.family}", unit="upd"
@@ -236,7 +219,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"cannot read RL² config file {str(path)!r}: {exc}") from exc
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -246,7 +229,10 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from exc
     if not isinstance(data, dict):
         raise ValueError(f"RL² config file {str(path)!r} must hold a mapping of config keys")
-    return dict(data.get("rl2", data))
+    section = data.get("rl2", data)
+    if not isinstance(section, dict):
+        raise ValueError(f"RL² config file {str(path)!r}: 'rl2' must be a table of config keys")
+    return dict(section)
 
 
 def cli_train(

@@ -399,7 +399,8 @@ def test_checkpoints_keep_last_k_and_resume_skips_corrupt_files(tmp_path) -> Non
         save_checkpoint(tmp_path, i, {"format": "x", "i": torch.tensor(i)}, keep=2)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt_0000003.pt", "ckpt_0000004.pt"]
     (tmp_path / "ckpt_0000004.pt").write_bytes(b"truncated")
-    path, data = load_latest_checkpoint(tmp_path)  # type: ignore[misc]
+    with pytest.warns(UserWarning, match=r"skipping unreadable checkpoint.*ckpt_0000004\.pt"):
+        path, data = load_latest_checkpoint(tmp_path)  # type: ignore[misc]
     assert path.name == "ckpt_0000003.pt" and int(data["i"]) == 3
 
 
