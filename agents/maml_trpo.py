@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from metarl.agents.advantages import task_advantages
+from metarl.agents.config_checks import check_bool, check_int, check_real, check_str
 from metarl.agents.maml_hvp import (
     BatchedOuterStep,
     batched_inner_losses,
@@ -142,6 +143,21 @@ class MAMLTRPOConfig:
     """Vector-env backend for sampling, see metarl.make_vec."""
 
     def __post_init__(self) -> None:
+        # types first, so the range checks below compare numbers (JSON and TOML give any type)
+        own = "MAMLTRPOConfig"
+        for name in ("family", "nonlinearity", "task_batching", "run_dir", "backend"):
+            check_str(own, name, getattr(self, name))
+        for name in ("meta_sgd", "first_order", "normalize_advantages"):
+            check_bool(own, name, getattr(self, name))
+        check_int(own, "seed", self.seed, minimum=0)
+        check_int(own, "inner_steps", self.inner_steps, minimum=0)
+        check_int(own, "train_tasks", self.train_tasks, minimum=1, optional=True)
+        for name in ("init_std", "inner_lr", "gamma", "gae_lambda", "baseline_reg", "max_kl", "cg_damping",
+                     "ls_backtrack_ratio", "hvp_subsample"):  # fmt: skip
+            check_real(own, name, getattr(self, name))
+        check_real(own, "time_budget_s", self.time_budget_s, optional=True)
+        if not isinstance(self.hidden_sizes, (tuple, list)):
+            raise ValueError(f"{own}.hidden_sizes must be a list of positive ints, got {self.hidden_sizes!r}")
         positive = ("meta_iterations", "meta_batch_size", "episodes_per_task", "cg_iters", "ls_max_steps",
                     "checkpoint_every", "keep_checkpoints")  # fmt: skip
         for name in positive:
@@ -185,7 +201,7 @@ class MAMLTRPOConfig:
         if unknown:
             raise ValueError(f"unknown MAML-TRPO config key(s) {unknown}; valid keys: {sorted(names)}")
         values = dict(data)
-        if "hidden_sizes" in values:
+        if isinstance(values.get("hidden_sizes"), list):
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
         return cls(**values)
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from metarl.agents.config_checks import check_int, check_real, check_str
 from metarl.agents.rl2_trials import TaskSampler, TrialInputs, TrialVecEnv
 from metarl.evaluation import AdaptationUnit
 from metarl.family import TaskFamily
@@ -111,6 +112,21 @@ class RL2Config:
     keep_checkpoints: int = 3
 
     def __post_init__(self) -> None:
+        # types first, so the range checks below compare numbers (JSON and TOML give any type)
+        own = "RL2Config"
+        for name in ("family", "task_source", "backend"):
+            check_str(own, name, getattr(self, name))
+        if not isinstance(self.family_kwargs, dict) or not all(
+            isinstance(k, str) for k in self.family_kwargs
+        ):
+            raise ValueError(
+                f"{own}.family_kwargs must be a table of keyword arguments, got {self.family_kwargs!r}"
+            )
+        for name in ("learning_rate", "gamma", "gae_lambda", "clip_coef", "vf_coef", "ent_coef", "max_grad_norm",
+                     "reward_scale", "init_log_std"):  # fmt: skip
+            check_real(own, name, getattr(self, name))
+        check_real(own, "ent_coef_final", self.ent_coef_final, optional=True)
+        check_int(own, "seed", self.seed, minimum=0)
         ints = ("trials_per_update", "hidden_size", "ppo_epochs", "num_minibatches")
         for name in (*ints, "total_env_steps", "checkpoint_every", "keep_checkpoints"):
             value = getattr(self, name)

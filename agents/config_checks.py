@@ -1,0 +1,46 @@
+"""Type checks for agent configs: each names the config and field, so a bad value in a JSON or TOML
+config file fails with a one-line ``ValueError`` rather than a traceback deep in training.
+
+JSON has one number type, so an int is accepted where a float is expected; the reverse is not (a
+``3.0`` for a size is rejected). ``bool`` is never accepted as a number. NaN and infinities are
+rejected: no hyperparameter of metarl's agents means anything at NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any
+
+__all__ = ["check_bool", "check_int", "check_real", "check_str"]
+
+
+def check_int(owner: str, name: str, value: Any, *, minimum: int, optional: bool = False) -> None:
+    """``value`` is an int (not a bool) of at least ``minimum`` (or ``None`` if ``optional``)."""
+    if optional and value is None:
+        return
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
+        what = {0: "a non-negative int", 1: "a positive int"}.get(minimum, f"an int >= {minimum}")
+        raise ValueError(f"{owner}.{name} must be {what}{' or None' if optional else ''}, got {value!r}")
+
+
+def check_real(owner: str, name: str, value: Any, *, optional: bool = False) -> None:
+    """``value`` is a finite real number (not a bool) (or ``None`` if ``optional``)."""
+    if optional and value is None:
+        return
+    if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(
+            f"{owner}.{name} must be a finite number{' or None' if optional else ''}, got {value!r}"
+        )
+
+
+def check_bool(owner: str, name: str, value: Any) -> None:
+    """``value`` is ``True`` or ``False`` (a string ``"false"`` would otherwise read as true)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}.{name} must be true or false, got {value!r}")
+
+
+def check_str(owner: str, name: str, value: Any) -> None:
+    """``value`` is a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{owner}.{name} must be a non-empty string, got {value!r}")
