@@ -122,7 +122,7 @@ class MAMLTRPOConfig:
     """Backtracking line-search steps."""
     ls_backtrack_ratio: float = 0.8
     """Line-search shrink factor."""
-    task_batching: TaskBatching = "loop"
+    task_batching: TaskBatching = "batched"
     """How per-task computations are batched: "loop" (one graph per task), "vmap" (torch.func.vmap
     over the task axis) or "batched" (one torch.baddbmm per layer for all tasks, and the outer step of
     :mod:`metarl.agents.maml_hvp`: KL Hessian products in Gauss-Newton form, a line search without

@@ -278,7 +278,7 @@ def test_hvp_subsample_uses_a_renormalised_subset_of_the_validation_steps() -> N
     algo = MAMLTRPO(policy, config(task_batching="batched", hvp_subsample=0.2, max_kl=1e-3))
     assert algo.meta_step([inner], valid, torch.Generator().manual_seed(0))["kl"] <= 1e-3
     with pytest.raises(ValueError, match="hvp_subsample"):
-        config(hvp_subsample=0.2)  # needs task_batching="batched"
+        config(task_batching="loop", hvp_subsample=0.2)  # needs task_batching="batched"
 
 
 def test_meta_sgd_learns_step_sizes() -> None:
