@@ -475,8 +475,13 @@ def compute_metrics(config: dict[str, Any], cells: Sequence[dict[str, Any]]) -> 
             runs = sorted(results.get((family, spec["label"]), []), key=lambda r: r.seed)
             if not runs:
                 continue
-            metrics = learner_metrics(runs, random=rand, oracle=orc, reps=reps, seed=0)
+            # Per-round intervals come from the vectorised bootstrap below: rliable's takes seconds
+            # per interval, and a 100-pull RL² trial has 100 rounds (x return, normalised score).
+            metrics = learner_metrics(runs, random=rand, oracle=orc, reps=1, seed=0)
+            _fast_per_round(metrics, runs, rand, orc, reps)
             metrics["train_seconds"] = sum(train_seconds[(family, spec["label"])]) / len(runs)
+            if metrics["adaptation_unit"] == "episode":
+                metrics["trial"] = _trial_totals(runs, rand, orc, reps)
             per_family[family][spec["label"]] = metrics
             if metrics["normalized"] is not None:
                 finals.setdefault(spec["label"], {})[family] = _final_normalized(runs, rand, orc)
@@ -486,6 +491,84 @@ def compute_metrics(config: dict[str, Any], cells: Sequence[dict[str, Any]]) -> 
         if len(scores) == len(config["families"]) and len(config["families"]) > 1
     }
     return {"families": per_family, "across_families": across}
+
+
+def _fast_intervals(scores: Any, reps: int, confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Mean and IQM of ``scores`` ``(runs, tasks)`` with 95% percentile CIs of the same stratified
+    bootstrap as :func:`metarl.metrics.interval_estimates` (rliable's ``StratifiedBootstrap`` with
+    ``task_bootstrap``: tasks resampled, and runs resampled within each task), vectorised over the
+    resamples. Tasks with a NaN are dropped first."""
+    import numpy as np
+    from scipy.stats import trim_mean
+
+    scores = np.asarray(scores, dtype=np.float64)
+    scores = scores[:, ~np.isnan(scores).any(axis=0)]
+    if scores.size == 0:
+        nan = {"estimate": float("nan"), "low": float("nan"), "high": float("nan")}
+        return {"mean": nan, "iqm": dict(nan)}
+    point = {"mean": float(scores.mean()), "iqm": float(trim_mean(scores.ravel(), 0.25))}
+    n_runs, n_tasks = scores.shape
+    if scores.size == 1 or np.ptp(scores) == 0.0:
+        return {k: {"estimate": v, "low": v, "high": v} for k, v in point.items()}
+    rng = np.random.default_rng(seed)
+    tasks = rng.integers(n_tasks, size=(reps, 1, n_tasks)) if n_tasks > 1 else np.zeros((reps, 1, 1), int)
+    runs = rng.integers(n_runs, size=(reps, n_runs, n_tasks))
+    sample = scores[runs, tasks].reshape(reps, -1)
+    stats = {"mean": sample.mean(axis=1), "iqm": trim_mean(sample, 0.25, axis=1)}
+    alpha = 100 * (1.0 - confidence) / 2.0
+    return {
+        k: {
+            "estimate": point[k],
+            **dict(zip(("low", "high"), map(float, np.percentile(v, [alpha, 100 - alpha])), strict=True)),
+        }
+        for k, v in stats.items()
+    }
+
+
+def _fast_per_round(
+    metrics: dict[str, Any], runs: list[EvalResult], rand: list[EvalResult], orc: list[EvalResult], reps: int
+) -> None:
+    """Replace the per-round intervals of ``learner_metrics`` (return, success, normalised score)."""
+    import numpy as np
+
+    from metarl.metrics import normalized_scores, reference_returns
+
+    returns = np.stack([r.returns for r in runs])  # (seeds, tasks, rounds)
+    rounds = range(returns.shape[2])
+    metrics["returns"] = [
+        {**metrics["returns"][t], **_fast_intervals(returns[:, :, t], reps)} for t in rounds
+    ]
+    if metrics.get("success"):
+        success = np.stack([r.success for r in runs if r.success is not None])
+        metrics["success"] = [_fast_intervals(success[:, :, t], reps) for t in rounds]
+    if metrics.get("normalized"):
+        low = reference_returns(rand, runs[0].task_ids)[None, :, None]
+        norm = normalized_scores(returns, low, reference_returns(orc, runs[0].task_ids)[None, :, None])
+        metrics["normalized"] = [_fast_intervals(norm[:, :, t], reps) for t in rounds]
+
+
+def _trial_totals(
+    runs: list[EvalResult], rand: list[EvalResult], orc: list[EvalResult], reps: int
+) -> dict[str, Any]:
+    """For context-based learners (one episode per round = one trial): the total return of the
+    trial per task, and its normalised score (the mean over the trial's episodes of the per-episode
+    normalised score), as mean / IQM intervals over tasks and seeds."""
+    import numpy as np
+
+    from metarl.metrics import normalized_scores, reference_returns
+
+    returns = np.stack([r.returns for r in runs])  # (seeds, tasks, rounds)
+    out: dict[str, Any] = {
+        "episodes": int(returns.shape[2]),
+        "total": _fast_intervals(returns.sum(axis=2), reps),
+        "normalized": None,
+    }
+    if rand and orc:
+        low = reference_returns(rand, runs[0].task_ids)
+        high = reference_returns(orc, runs[0].task_ids)
+        norm = normalized_scores(returns.mean(axis=2), low[None, :], high[None, :])
+        out["normalized"] = _fast_intervals(norm, reps)
+    return out
 
 
 def _final_normalized(runs: list[EvalResult], rand: list[EvalResult], orc: list[EvalResult]) -> Any:

@@ -34,6 +34,14 @@ def _reach(d: dict[str, Any] | None, key: str) -> str:
     return f"{shown} ({d['reached']}/{d['total']})"
 
 
+def _shown_rounds(n: int, limit: int = 10) -> list[int]:
+    """All rounds if there are at most ``limit``, else a roughly geometric subset with the last."""
+    if n <= limit:
+        return list(range(n))
+    picks = {0, 1, 2, 4, 9, 19, 49, 99, 199, 499, n - 1}
+    return sorted(r for r in picks if r < n)
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The report of one benchmark run as Markdown."""
     cfg, prov = results["suite"], results.get("provenance", {})
@@ -53,41 +61,61 @@ def render_markdown(results: dict[str, Any]) -> str:
     for family, learners in results["metrics"]["families"].items():
         if not learners:
             continue
-        rounds = cfg["rounds"]
         lines += [
             "",
             f"## {family}",
             "",
             "Mean return per round (round r follows r gradient steps, or is episode r+1 of an RL² trial):",
-            "",
         ]
-        lines.append("| learner | unit | " + " | ".join(f"round {r}" for r in range(rounds)) + " |")
-        lines.append("|---|---|" + "---|" * rounds)
+        # Learners may have their own protocol (an RL² trial of 100 one-pull episodes is 100
+        # rounds): one table per number of rounds, long ones shown at a subset of rounds.
+        groups: dict[int, list[str]] = {}
         for label, m in learners.items():
-            cells = " | ".join(_iv(row["mean"]) for row in m["returns"])
-            lines.append(f"| {label} | {m['adaptation_unit']} | {cells} |")
-        if any(m["success"] for m in learners.values()):
+            groups.setdefault(len(m["returns"]), []).append(label)
+        for n_rounds, labels in groups.items():
+            shown = _shown_rounds(n_rounds)
+            if len(groups) > 1 or len(shown) < n_rounds:
+                note = "" if len(shown) == n_rounds else f", rounds {', '.join(map(str, shown))} shown"
+                lines += ["", f"{n_rounds} rounds{note}:"]
+            head = " | ".join(f"round {r}" for r in shown)
+            lines += ["", f"| learner | unit | {head} |", "|---|---|" + "---|" * len(shown)]
+            for label in labels:
+                m = learners[label]
+                cells = " | ".join(_iv(m["returns"][r]["mean"]) for r in shown)
+                lines.append(f"| {label} | {m['adaptation_unit']} | {cells} |")
+            if any(learners[label]["success"] for label in labels):
+                lines += ["", "Success rate per round:", ""]
+                lines += [f"| learner | {head} |", "|---|" + "---|" * len(shown)]
+                for label in labels:
+                    m = learners[label]
+                    if m["success"]:
+                        cells = " | ".join(_iv(m["success"][r]["mean"], ".3f") for r in shown)
+                        lines.append(f"| {label} | {cells} |")
+            if any(learners[label]["normalized"] for label in labels):
+                lines += ["", "Normalised score (return - random) / (oracle - random), IQM per round:", ""]
+                lines += [f"| learner | {head} |", "|---|" + "---|" * len(shown)]
+                for label in labels:
+                    m = learners[label]
+                    if m["normalized"]:
+                        cells = " | ".join(_iv(m["normalized"][r]["iqm"]) for r in shown)
+                        lines.append(f"| {label} | {cells} |")
+        trials = {label: m["trial"] for label, m in learners.items() if m.get("trial")}
+        if trials:
             lines += [
                 "",
-                "Success rate per round:",
+                "Context-based learners (one episode per round): total return per trial, and its normalised "
+                "score (mean over the trial's episodes of the per-episode normalised score), mean and IQM "
+                "over tasks x seeds:",
                 "",
-                "| learner | " + " | ".join(f"round {r}" for r in range(rounds)) + " |",
+                "| learner | episodes per trial | total: mean | total: IQM | normalised: mean | normalised: IQM |",
+                "|---|---|---|---|---|---|",
             ]
-            lines.append("|---|" + "---|" * rounds)
-            for label, m in learners.items():
-                if m["success"]:
-                    lines.append(
-                        f"| {label} | " + " | ".join(_iv(row["mean"], ".3f") for row in m["success"]) + " |"
-                    )
-        if any(m["normalized"] for m in learners.values()):
-            lines += ["", "Normalised score (return - random) / (oracle - random), IQM per round:", ""]
-            lines.append("| learner | " + " | ".join(f"round {r}" for r in range(rounds)) + " |")
-            lines.append("|---|" + "---|" * rounds)
-            for label, m in learners.items():
-                if m["normalized"]:
-                    lines.append(
-                        f"| {label} | " + " | ".join(_iv(row["iqm"]) for row in m["normalized"]) + " |"
-                    )
+            for label, t in trials.items():
+                norm = t["normalized"] or {}
+                lines.append(
+                    f"| {label} | {t['episodes']} | {_iv(t['total']['mean'])} | {_iv(t['total']['iqm'])} | "
+                    f"{_iv(norm.get('mean'))} | {_iv(norm.get('iqm'))} |"
+                )
         frac = round(100 * next(iter(learners.values()))["fraction"])
         lines += [
             "",

@@ -56,6 +56,15 @@ LEARNERS: dict[str, tuple[str, bool]] = {
     "scratch": ("metarl.agents.baselines:ScratchLearner", False),
     "pretrained": ("metarl.agents.baselines:load_pretrained", True),
     "oracle-ppo": ("metarl.agents.baselines:load_oracle", True),
+    # Classical bandit / tabular-MDP agents (constants tuned for the families' default trial length).
+    "greedy-bandit": ("metarl.agents.classical:GreedyBandit", False),
+    "ucb1": ("metarl.agents.classical:UCB1", False),
+    "thompson": ("metarl.agents.classical:ThompsonSampling", False),
+    "optimistic-thompson": ("metarl.agents.classical:OptimisticThompsonSampling", False),
+    "gittins": ("metarl.agents.classical:GittinsIndex", False),
+    "greedy-mdp": ("metarl.agents.classical:GreedyMDP", False),
+    "psrl": ("metarl.agents.classical:PSRL", False),
+    "beb": ("metarl.agents.classical:BEB", False),
 }
 
 #: Trainers accepted by ``metarl train``: ``"module:function"`` called with

@@ -187,3 +187,36 @@ def test_unknown_learner_label_filter_is_refused() -> None:
     assert result.exit_code == 2
     line = _error_line(result.output)
     assert "'maml'" in line and "oracle-ppo" in line
+
+
+def test_fast_intervals_match_rliable_bootstrap() -> None:
+    import numpy as np
+
+    from metarl.benchmark import _fast_intervals
+    from metarl.metrics import interval_estimates
+
+    scores = np.random.default_rng(1).random((3, 40)) ** 3
+    fast, slow = _fast_intervals(scores, 2000), interval_estimates(scores, reps=2000)
+    for key in ("mean", "iqm"):
+        assert fast[key]["estimate"] == pytest.approx(slow[key].estimate)
+        assert fast[key]["low"] == pytest.approx(slow[key].low, abs=0.02)
+        assert fast[key]["high"] == pytest.approx(slow[key].high, abs=0.02)
+
+
+def test_classical_and_long_trials_report_per_round_count(tmp_path: Path) -> None:
+    """Learners with their own round count (100-pull trials) get their own table and trial totals."""
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["benchmark", "--suite", "bandits", "--quick", "--out", str(out),
+         "--learners", "random,gittins,ucb1", "--threads", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    md = (out / "results.md").read_text()
+    for block in md.split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        assert len({row.count("|") for row in rows}) <= 1, block
+    data = json.loads((out / "results.json").read_text())
+    fam = data["metrics"]["families"]["BernoulliBandit-v0"]
+    assert fam["gittins"]["trial"]["episodes"] == 5 and "trial" not in fam["random"]
+    assert "total per trial" in md or "total: mean" in md
