@@ -232,6 +232,7 @@ def _write_readme(results: list[Any], meta: dict[str, Any]) -> None:
         "",
         "```",
         f"python scripts/maml_nav2d.py --seed {m['train_seed']} --time-budget-s 2100   # = bench_maml_nav2d.py maml",
+        f"python scripts/maml_nav2d.py --seed {m['train_seed']} --resume --time-budget-s 2400   # continued",
         f"python scripts/bench_maml_nav2d.py pretrain --seed {m['train_seed']}",
         f"python scripts/bench_maml_nav2d.py evaluate --seed {m['train_seed']} --eval-seed {m['eval_seed']}",
         "python scripts/bench_maml_nav2d.py timing",
@@ -241,8 +242,10 @@ def _write_readme(results: list[Any], meta: dict[str, Any]) -> None:
         f"meta-test wall-clock {m['eval_wall_s']:.0f} s.",
     ]
     split = m["maml_iteration_split_s"]
+    run_config = Path(_maml_config(m["train_seed"]).run_dir) / "config.json"
+    batching = json.loads(run_config.read_text()).get("task_batching", "loop") if run_config.exists() else "?"
     lines += ["", "## Seconds per meta-iteration", "",
-              f"During the training run above (median over iterations, task batching '{CONFIG.task_batching}'): "
+              f"During the training run above (median over iterations, task batching '{batching}'): "
               f"sampling {split['t_sample']:.2f} s, inner updates {split['t_inner']:.2f} s, "
               f"outer TRPO update {split['t_outer']:.2f} s."]  # fmt: skip
     for timing_path in sorted(OUT.glob("timing_*.json")):
