@@ -339,16 +339,16 @@ class AntDirFamily(MujocoTaskFamily):
     )
 
 
-class AntDir2DEnv(TaskEnv, _TaskReward, AntEnv):
-    """Gymnasium's Ant-v5 (105-dim observation) rewarded for velocity along ``(cos t, sin t)``."""
+class _PlanarDirection:
+    """Task term ``w * d . v_xy`` for a unit direction ``d = (cos t, sin t)``; task parameter ``angle``.
 
-    reward_terms = ("reward_forward", *_ANT_TERMS)
+    Put it first among the bases, before :class:`TaskEnv` and ``_TaskReward``, so its methods win.
+    """
 
-    def __init__(self, family: TaskFamily, **env_kwargs: Any) -> None:
-        AntEnv.__init__(self, **env_kwargs)
-        self._init_task_env(family, env_kwargs)
-        self._dx, self._dy = 1.0, 0.0
-        self._direction = _vector((1.0, 0.0))
+    _forward_reward_weight: float
+    _dx: float
+    _dy: float
+    _direction: np.ndarray
 
     def _apply_task(self, task: Task) -> None:
         angle = float(task["angle"])  # type: ignore[arg-type]
@@ -360,6 +360,18 @@ class AntDir2DEnv(TaskEnv, _TaskReward, AntEnv):
 
     def _task_info(self) -> dict[str, Any]:
         return {"direction": self._direction.copy()}
+
+
+class AntDir2DEnv(_PlanarDirection, TaskEnv, _TaskReward, AntEnv):
+    """Gymnasium's Ant-v5 (105-dim observation) rewarded for velocity along ``(cos t, sin t)``."""
+
+    reward_terms = ("reward_forward", *_ANT_TERMS)
+
+    def __init__(self, family: TaskFamily, **env_kwargs: Any) -> None:
+        AntEnv.__init__(self, **env_kwargs)
+        self._init_task_env(family, env_kwargs)
+        self._dx, self._dy = 1.0, 0.0
+        self._direction = _vector((1.0, 0.0))
 
 
 class AntDir2DFamily(MujocoTaskFamily):
@@ -413,7 +425,7 @@ class AntGoalFamily(MujocoTaskFamily):
 # --------------------------------------------------------------------------------- Humanoid
 
 
-class HumanoidDirEnv(TaskEnv, _TaskReward, HumanoidEnv):
+class HumanoidDirEnv(_PlanarDirection, TaskEnv, _TaskReward, HumanoidEnv):
     """Gymnasium's Humanoid-v5 (348-dim observation) rewarded for centre-of-mass velocity along d."""
 
     reward_terms = ("reward_forward", *_ANT_TERMS)
@@ -423,17 +435,6 @@ class HumanoidDirEnv(TaskEnv, _TaskReward, HumanoidEnv):
         self._init_task_env(family, env_kwargs)
         self._dx, self._dy = 1.0, 0.0
         self._direction = _vector((1.0, 0.0))
-
-    def _apply_task(self, task: Task) -> None:
-        angle = float(task["angle"])  # type: ignore[arg-type]
-        self._dx, self._dy = math.cos(angle), math.sin(angle)
-        self._direction = _vector((self._dx, self._dy))
-
-    def _task_term(self, info: dict[str, Any]) -> float:
-        return self._forward_reward_weight * (self._dx * info["x_velocity"] + self._dy * info["y_velocity"])
-
-    def _task_info(self) -> dict[str, Any]:
-        return {"direction": self._direction.copy()}
 
 
 class HumanoidDirFamily(MujocoTaskFamily):
