@@ -4,6 +4,12 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+from hypothesis import settings
+
+# Property-based tests draw the same examples on every run (tests are deterministic; CI included).
+settings.register_profile("metarl", derandomize=True, deadline=None)
+settings.load_profile("metarl")
+
 try:
     import torch
 
