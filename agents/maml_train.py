@@ -21,7 +21,7 @@ import json
 import os
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,13 @@ from metarl.agents.checkpoint import (
     save_checkpoint,
 )
 from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, task_tensors
-from metarl.agents.policies import PolicySampler, make_policy
+from metarl.agents.policies import Params, PolicySampler, TaskPolicyFactory, make_policy
 from metarl.evaluation import atomic_write_text
 from metarl.family import TaskFamily
 from metarl.registry import make_family
-from metarl.rollout import collect
+from metarl.rollout import EpisodeBatch, collect
+from metarl.samplers import LocalSampler, RaySampler, Sampler
+from metarl.task import Task
 from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, make_vec
 
 __all__ = [
@@ -53,8 +55,10 @@ __all__ = [
     "cli_train",
     "load_algorithm",
     "load_config_file",
+    "make_train_sampler",
     "meta_iteration",
     "restore",
+    "sampler_meta_iteration",
     "train",
 ]
 
@@ -88,35 +92,32 @@ def build(config: MAMLTRPOConfig, family: TaskFamily | None = None) -> tuple[MAM
     return MAMLTRPO(policy, config), generator
 
 
-def meta_iteration(
-    algo: MAMLTRPO,
-    vec: BatchedTaskVectorEnv | SyncTaskVectorEnv,
-    rng: np.random.Generator,
-    generator: torch.Generator,
+#: ``sample(params, seed) -> episodes`` of every task of the meta-batch: ``params`` is ``None`` for
+#: the meta-parameters, else per-task parameters (leading task axis).
+SampleFn = Callable[[Params | None, int], EpisodeBatch]
+
+
+def _meta_iteration(
+    algo: MAMLTRPO, n_tasks: int, sample: SampleFn, rng: np.random.Generator, generator: torch.Generator
 ) -> dict[str, float]:
-    """One meta-update on the tasks currently set in ``vec``; returns returns, TRPO stats and timings
-    (``t_sample``: environment rollouts, ``t_inner``: baselines and inner steps for sampling,
-    ``t_outer``: validation baselines and the TRPO update)."""
+    """One meta-update, collecting episodes with ``sample``; see :func:`meta_iteration`."""
     cfg = algo.config
-    K, ept = len(vec.tasks), vec.envs_per_task
     t_sample = t_inner = 0.0
     inner_data = []
-    params = {n: p.detach().expand(K, *p.shape) for n, p in algo.policy.named_parameters()}
+    params: Params | None = None
     pre_returns: list[float] = []
     for _ in range(cfg.inner_steps):
         t0 = time.perf_counter()
-        episodes = collect(vec, PolicySampler(algo.policy, params, generator, envs_per_task=ept),
-                           cfg.episodes_per_task, seed=int(rng.integers(2**31)))  # fmt: skip
+        episodes = sample(params, int(rng.integers(2**31)))
         t1 = time.perf_counter()
         adv = task_advantages(episodes, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
         inner_data.append(task_tensors(episodes, adv, normalize=cfg.normalize_advantages))
-        params = algo.adapted_params(inner_data, K, create_graph=False)
+        params = algo.adapted_params(inner_data, n_tasks, create_graph=False)
         pre_returns.append(float(episodes.returns.mean()))
         t_sample += t1 - t0
         t_inner += time.perf_counter() - t1
     t0 = time.perf_counter()
-    valid = collect(vec, PolicySampler(algo.policy, params, generator, envs_per_task=ept),
-                    cfg.episodes_per_task, seed=int(rng.integers(2**31)))  # fmt: skip
+    valid = sample(params, int(rng.integers(2**31)))
     t1 = time.perf_counter()
     adv = task_advantages(valid, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
     stats = algo.meta_step(
@@ -134,6 +135,71 @@ def meta_iteration(
         "t_inner": t_inner,
         "t_outer": t2 - t1,
     }
+
+
+def meta_iteration(
+    algo: MAMLTRPO,
+    vec: BatchedTaskVectorEnv | SyncTaskVectorEnv,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """One meta-update on the tasks currently set in ``vec``; returns returns, TRPO stats and timings
+    (``t_sample``: environment rollouts, ``t_inner``: baselines and inner steps for sampling,
+    ``t_outer``: validation baselines and the TRPO update). The action noise of all sub-envs comes
+    from ``generator`` (``sampler="local"``)."""
+    K, ept = len(vec.tasks), vec.envs_per_task
+
+    def sample(params: Params | None, seed: int) -> EpisodeBatch:
+        if params is None:
+            params = {n: p.detach().expand(K, *p.shape) for n, p in algo.policy.named_parameters()}
+        policy = PolicySampler(algo.policy, params, generator, envs_per_task=ept)
+        return collect(vec, policy, algo.config.episodes_per_task, seed=seed)
+
+    return _meta_iteration(algo, K, sample, rng, generator)
+
+
+def sampler_meta_iteration(
+    algo: MAMLTRPO,
+    sampler: Sampler,
+    tasks: Sequence[Task],
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """:func:`meta_iteration` on ``tasks`` with a :class:`metarl.samplers.Sampler` (local or Ray).
+
+    The pre-adaptation batch is sampled with the meta-parameters, the post-adaptation batch with each
+    task's adapted parameters (a leading task axis), both through :class:`TaskPolicyFactory`: task
+    ``k``'s episodes depend only on the iteration's seed (drawn from ``rng``, as in
+    :func:`meta_iteration`), ``k`` and its parameters, never on how the tasks are split over
+    workers. ``generator`` is used only by the TRPO step (``hvp_subsample``).
+    """
+    cfg = algo.config
+    factory = TaskPolicyFactory(tuple(cfg.hidden_sizes), cfg.nonlinearity)
+
+    def sample(params: Params | None, seed: int) -> EpisodeBatch:
+        source = params if params is not None else algo.policy.params()
+        state = {n: p.detach().contiguous() for n, p in source.items()}
+        return sampler.sample(factory, state, tasks, cfg.episodes_per_task, seed)
+
+    return _meta_iteration(algo, len(tasks), sample, rng, generator)
+
+
+def make_train_sampler(config: MAMLTRPOConfig, family: TaskFamily) -> Sampler:
+    """The sampler ``config.sampler`` names (``"local-per-task"`` or ``"ray"``), with one sub-env per
+    episode of a task (``envs_per_task = episodes_per_task``). ``"local"`` has none: it samples in a
+    vector env of its own (:func:`meta_iteration`)."""
+    if config.sampler == "local-per-task":
+        return LocalSampler(family, config.episodes_per_task, backend=config.backend)
+    if config.sampler == "ray":
+        return RaySampler(
+            family,
+            config.episodes_per_task,
+            num_workers=config.ray_workers,
+            backend=config.backend,
+            address=config.ray_address,
+            cpus_per_worker=config.ray_cpus_per_worker,
+        )
+    raise ValueError(f"config.sampler={config.sampler!r} has no Sampler object (use meta_iteration)")
 
 
 def checkpoint_payload(
@@ -208,7 +274,9 @@ def _check_split(family: TaskFamily, data: Mapping[str, Any]) -> None:
             )
 
 
-def train(config: MAMLTRPOConfig, *, resume: bool = False, progress: bool = True) -> MAMLTRPO:
+def train(
+    config: MAMLTRPOConfig, *, resume: bool = False, progress: bool = True, sampler: Sampler | None = None
+) -> MAMLTRPO:
     """Meta-train MAML-TRPO; returns the learner (its ``learner()`` is a :class:`metarl.MetaLearner`).
 
     With ``resume``, continue from the newest valid checkpoint in ``<run_dir>/checkpoints`` (the
@@ -217,6 +285,10 @@ def train(config: MAMLTRPOConfig, *, resume: bool = False, progress: bool = True
     iterations are logged once); without one, start afresh. Unreadable checkpoints are skipped with a
     warning; one of another format version raises
     :class:`~metarl.agents.checkpoint.CheckpointFormatError`.
+
+    Episodes are collected as ``config.sampler`` says (see :class:`MAMLTRPOConfig`); a ``sampler``
+    given here is used instead (with :func:`sampler_meta_iteration`; the caller keeps and closes it),
+    e.g. a :class:`~metarl.samplers.RaySampler` on a cluster set up by the caller.
     """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
@@ -238,8 +310,13 @@ def train(config: MAMLTRPOConfig, *, resume: bool = False, progress: bool = True
     atomic_write_text(run_dir / "config.json", config.to_json())
     train_tasks = family.train
     B = config.meta_batch_size
-    vec = make_vec(family, train_tasks[:B] if len(train_tasks) >= B else [train_tasks[0]] * B,
-                   envs_per_task=config.episodes_per_task, backend=config.backend)  # fmt: skip
+    own_sampler = sampler is None and config.sampler != "local"
+    if own_sampler:
+        sampler = make_train_sampler(config, family)
+    vec = None
+    if sampler is None:
+        vec = make_vec(family, train_tasks[:B] if len(train_tasks) >= B else [train_tasks[0]] * B,
+                       envs_per_task=config.episodes_per_task, backend=config.backend)  # fmt: skip
     csv_path = run_dir / "progress.csv"
     if found is not None:
         rewind_csv_log(csv_path, "iteration", start)
@@ -259,8 +336,13 @@ def train(config: MAMLTRPOConfig, *, resume: bool = False, progress: bool = True
         for iteration in bar:
             t0 = time.perf_counter()
             chosen = rng.choice(len(train_tasks), size=B, replace=len(train_tasks) < B)
-            vec.set_tasks([train_tasks[i] for i in chosen])
-            stats = meta_iteration(algo, vec, rng, gen)
+            tasks = [train_tasks[i] for i in chosen]
+            if vec is not None:
+                vec.set_tasks(tasks)
+                stats = meta_iteration(algo, vec, rng, gen)
+            else:
+                assert sampler is not None
+                stats = sampler_meta_iteration(algo, sampler, tasks, rng, gen)
             dt = time.perf_counter() - t0
             env_steps += int(stats["env_steps_iter"])
             row = {k: stats.get(k, 0.0) for k in _CSV_FIELDS}
@@ -300,7 +382,10 @@ def train(config: MAMLTRPOConfig, *, resume: bool = False, progress: bool = True
         bar.close()
         writer.close()
         csv_file.close()
-        vec.close()
+        if vec is not None:
+            vec.close()
+        if own_sampler and sampler is not None:
+            sampler.close()
     return algo
 
 

@@ -57,6 +57,7 @@ from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv
 
 __all__ = [
     "MAMLTRPO",
+    "SAMPLERS",
     "MAMLLearner",
     "MAMLTRPOConfig",
     "TaskTensors",
@@ -71,6 +72,8 @@ __all__ = [
 ]
 
 TaskBatching = Literal["loop", "vmap", "batched"]
+#: The values of :attr:`MAMLTRPOConfig.sampler`.
+SAMPLERS = ("local", "local-per-task", "ray")
 
 
 # ----------------------------------------------------------------------------------------- 1. config
@@ -141,12 +144,40 @@ class MAMLTRPOConfig:
     """Keep only the most recent this many checkpoints."""
     backend: str = "auto"
     """Vector-env backend for sampling, see metarl.make_vec."""
+    sampler: str = "local"
+    """Where episodes are collected. "local": one vector env in this process with one torch.Generator
+    for the action noise of all sub-envs (the original behaviour; runs and checkpoints are unchanged).
+    "ray": metarl.samplers.RaySampler -- the tasks are split over ray_workers Ray actors, the
+    pre-adaptation batch sampled with the meta-parameters and the post-adaptation batch with each
+    task's adapted parameters, broadcast with ray.put; a dead worker is replaced and its share
+    re-sampled. "local-per-task": the same sampling as "ray" in this process (metarl.samplers.
+    LocalSampler), with the same seeding: task k's reset seeds and action noise are a function of
+    (iteration seed, k) only, so "ray" and "local-per-task" train to bit-identical parameters, for
+    any number of workers. These two draw different random numbers than "local" (same
+    distribution, other episodes)."""
+    ray_address: str | None = None
+    """With sampler="ray": the cluster to connect to ("auto", "ray://host:10001", "host:6379"); None
+    starts a local Ray instance unless Ray is already initialised in this process."""
+    ray_workers: int = 2
+    """With sampler="ray": rollout actors; the meta-batch is split into this many contiguous shares."""
+    ray_cpus_per_worker: float = 1.0
+    """With sampler="ray": CPUs each rollout actor reserves (its scheduling weight)."""
 
     def __post_init__(self) -> None:
         # types first, so the range checks below compare numbers (JSON and TOML give any type)
         own = "MAMLTRPOConfig"
-        for name in ("family", "nonlinearity", "task_batching", "run_dir", "backend"):
+        for name in ("family", "nonlinearity", "task_batching", "run_dir", "backend", "sampler"):
             check_str(own, name, getattr(self, name))
+        if self.sampler not in SAMPLERS:
+            raise ValueError(
+                f"{own}.sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {self.sampler!r}"
+            )
+        if self.ray_address is not None:
+            check_str(own, "ray_address", self.ray_address)
+        check_int(own, "ray_workers", self.ray_workers, minimum=1)
+        check_real(own, "ray_cpus_per_worker", self.ray_cpus_per_worker)
+        if not self.ray_cpus_per_worker > 0:
+            raise ValueError(f"{own}.ray_cpus_per_worker must be positive, got {self.ray_cpus_per_worker!r}")
         for name in ("meta_sgd", "first_order", "normalize_advantages"):
             check_bool(own, name, getattr(self, name))
         check_int(own, "seed", self.seed, minimum=0)

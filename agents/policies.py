@@ -12,6 +12,11 @@ take those distribution parameters, so they also work inside :func:`torch.func.v
 * :class:`CategoricalMLPPolicy`: softmax over the logits of an MLP for ``Discrete`` actions.
 * :class:`PolicySampler`: numpy observations in, numpy actions out; one batched forward per step for
   all sub-envs, with a seeded :class:`torch.Generator`; optionally with one parameter set per task.
+* :class:`TaskPolicyFactory` / :class:`TaskPolicySampler`: the same for :mod:`metarl.samplers`
+  (local or on Ray): the policy is rebuilt from broadcast weights, and task ``k``'s actions depend
+  only on task ``k``'s parameters, observations and generator (seeded from
+  :meth:`~metarl.samplers.PolicyContext.task_seeds`), so the split of tasks over workers cannot
+  change the episodes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -35,6 +41,8 @@ __all__ = [
     "MLPPolicy",
     "Params",
     "PolicySampler",
+    "TaskPolicyFactory",
+    "TaskPolicySampler",
     "batched_forward",
     "make_policy",
     "per_task_forward",
@@ -289,3 +297,102 @@ class PolicySampler:
             )
         actions = self.policy.mode(dist) if self.deterministic else self.policy.sample(dist, self.generator)
         return actions.numpy().astype(self.action_dtype, copy=False)
+
+
+class TaskPolicySampler:
+    """A :class:`metarl.Policy` for the tasks of one vector env built by a :mod:`metarl.samplers` worker.
+
+    Sub-env ``i`` runs local task ``j = i // envs_per_task``, whose global index (position in the
+    sampler's task list) is ``context.task_indices[j]``. Each task's actions come from its own
+    forward pass (on its own ``envs_per_task`` observations, so matrix shapes do not depend on how
+    many tasks share the vector env) and its own :class:`torch.Generator`, seeded with
+    ``context.task_seeds()[j]``: the actions are a function of ``(seed, task index)`` and the task's
+    parameters only.
+
+    Args:
+        policy: the policy module; only its structure is used (it may live on the ``meta`` device).
+        policy_state: parameter name -> tensor (or array), either shared (the module's shapes) or per
+            task (a leading axis indexed by the *global* task index).
+        context: the worker's :class:`metarl.samplers.PolicyContext`.
+        deterministic: act with the distribution's mode (no noise).
+        action_dtype: dtype of continuous actions (discrete ones are ``int64``).
+    """
+
+    def __init__(
+        self,
+        policy: MLPPolicy,
+        policy_state: Mapping[str, Any],
+        context: Any,
+        *,
+        deterministic: bool = False,
+        action_dtype: Any = np.float32,
+    ) -> None:
+        base = dict(policy.named_parameters())
+        if set(policy_state) != set(base):
+            raise ValueError(f"policy state has parameters {sorted(policy_state)}, the policy {sorted(base)}")
+        self.policy = policy
+        self.context = context
+        self.envs_per_task = int(context.envs_per_task)
+        self.deterministic = deterministic
+        self.action_dtype = np.int64 if policy.discrete else action_dtype
+        state = {n: torch.as_tensor(v).detach() for n, v in policy_state.items()}
+        self.params: list[Params] = []
+        for k in context.task_indices:
+            task_params: Params = {}
+            for n, v in state.items():
+                if v.dim() == base[n].dim():
+                    task_params[n] = v
+                elif v.dim() == base[n].dim() + 1 and 0 <= k < v.shape[0]:
+                    task_params[n] = v[k]
+                else:
+                    raise ValueError(
+                        f"parameter {n!r} of shape {tuple(v.shape)} is neither shared "
+                        f"{tuple(base[n].shape)} nor per task with an entry for task {k}"
+                    )
+            self.params.append(task_params)
+        self.generators = [torch.Generator().manual_seed(s) for s in context.task_seeds()]
+        self._dtype = next(iter(state.values())).dtype
+
+    @torch.no_grad()
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        obs = torch.as_tensor(np.asarray(observations), dtype=self._dtype)
+        obs = obs.reshape(obs.shape[0], -1)
+        ept = self.envs_per_task
+        if obs.shape[0] != ept * len(self.params):
+            raise ValueError(
+                f"expected {ept * len(self.params)} observations ({len(self.params)} tasks x "
+                f"{ept} sub-envs), got {obs.shape[0]}"
+            )
+        actions = []
+        for j, (params, generator) in enumerate(zip(self.params, self.generators, strict=True)):
+            dist = functional_call(self.policy, params, (obs[j * ept : (j + 1) * ept],))
+            actions.append(
+                self.policy.mode(dist) if self.deterministic else self.policy.sample(dist, generator)
+            )
+        return torch.cat(actions).numpy().astype(self.action_dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class TaskPolicyFactory:
+    """A picklable :class:`metarl.samplers.PolicyFactory` for the MLP policies of this module.
+
+    Called on a sampler worker with the broadcast weights (see :class:`TaskPolicySampler` for their
+    layout) and the worker's context; it rebuilds the architecture on the ``meta`` device (no
+    memory, no random initialisation) and acts through :func:`torch.func.functional_call`.
+
+    Attributes:
+        hidden_sizes: widths of the hidden layers.
+        nonlinearity: ``"tanh"`` or ``"relu"``.
+        deterministic: act with the distribution's mode.
+    """
+
+    hidden_sizes: tuple[int, ...]
+    nonlinearity: str = "tanh"
+    deterministic: bool = False
+
+    def __call__(self, policy_state: Mapping[str, Any], context: Any) -> TaskPolicySampler:
+        with torch.device("meta"):
+            policy = make_policy(
+                context.observation_space, context.action_space, self.hidden_sizes, self.nonlinearity
+            )
+        return TaskPolicySampler(policy, policy_state, context, deterministic=self.deterministic)
