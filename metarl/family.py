@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.wrappers import OrderEnforcing, TimeLimit
+from gymnasium.error import ResetNeeded
+from gymnasium.wrappers import TimeLimit
 
 from metarl.task import Param, ParameterSpace, Task
 
@@ -202,7 +203,8 @@ class TaskFamily:
         raise NotImplementedError(f"{type(self).__name__} must implement _make_base_env()")
 
     def make_env(self, task: Task | None = None) -> gym.Env:
-        """A Gymnasium env for this family: the base env, ``TimeLimit`` and :class:`TaskWrapper`.
+        """A Gymnasium env for this family: the base env, ``TimeLimit`` and :class:`TaskWrapper`
+        (which also enforces reset-before-step, as Gymnasium's ``OrderEnforcing`` does).
 
         If ``task`` is given it is set now; otherwise pass it with ``set_task`` or
         ``reset(options={"task": task})`` before the first step.
@@ -210,7 +212,7 @@ class TaskFamily:
         base = self._make_base_env()
         if not isinstance(base, TaskEnv):
             raise TypeError(f"{type(self).__name__}._make_base_env() must return a metarl.TaskEnv")
-        env = TaskWrapper(TimeLimit(OrderEnforcing(base), max_episode_steps=self.max_episode_steps))
+        env = TaskWrapper(TimeLimit(base, max_episode_steps=self.max_episode_steps))
         if task is not None:
             base.set_task(task)
         return env
@@ -278,7 +280,9 @@ def _shorten(value: Any) -> str:
 
 
 class TaskWrapper(gym.Wrapper):
-    """The outermost wrapper of every family env: task handling, ``info["task_id"]``, input checks."""
+    """The outermost wrapper of every family env: task handling, ``info["task_id"]``, input checks,
+    and reset-before-step (``ResetNeeded``, as Gymnasium's ``OrderEnforcing``, in the same layer so
+    a step pays for one wrapper, not two)."""
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
@@ -287,6 +291,7 @@ class TaskWrapper(gym.Wrapper):
         self._task_env: TaskEnv = env.unwrapped
         space = env.action_space
         self._box_shape = space.shape if isinstance(space, gym.spaces.Box) else None
+        self._needs_reset = True
 
     def _require_task(self, what: str) -> Task:
         task = self._task_env.task
@@ -306,6 +311,7 @@ class TaskWrapper(gym.Wrapper):
             self._task_env.set_task(options.pop("task"))
         task = self._require_task("reset()")
         obs, info = self.env.reset(seed=seed, options=options or None)
+        self._needs_reset = False
         info["task_id"] = task.task_id
         return obs, info
 
@@ -313,6 +319,8 @@ class TaskWrapper(gym.Wrapper):
         task = self._task_env._task
         if task is None:
             task = self._require_task("step()")
+        if self._needs_reset:
+            raise ResetNeeded("Cannot call env.step() before calling env.reset()")
         if self._box_shape is not None:
             arr = action if type(action) is np.ndarray else np.asarray(action)
             if arr.dtype.kind not in "biuf":
