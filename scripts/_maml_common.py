@@ -11,7 +11,29 @@ import typer
 from metarl.agents.maml_train import train
 from metarl.agents.maml_trpo import MAMLTRPOConfig
 
-__all__ = ["run"]
+__all__ = ["LOCOMOTION", "run"]
+
+#: Finn et al. 2017's locomotion settings (section 5.3 and the reference port's configs): 40 tasks
+#: per meta-batch, 20 episodes per task and inner step, one inner step of size 0.1, TRPO with KL
+#: bound 0.01 (conjugate gradient 10 iterations, damping 1e-5; line search 15 steps, ratio 0.8),
+#: a Gaussian policy with two hidden layers of 100 ReLU units, up to 500 meta-iterations. The
+#: horizon is the family's (200 in the paper). Each locomotion script replaces only what differs.
+LOCOMOTION = MAMLTRPOConfig(
+    meta_iterations=500,
+    meta_batch_size=40,
+    episodes_per_task=20,
+    hidden_sizes=(100, 100),
+    nonlinearity="relu",
+    inner_steps=1,
+    inner_lr=0.1,
+    gamma=0.99,
+    gae_lambda=1.0,
+    max_kl=0.01,
+    cg_iters=10,
+    cg_damping=1e-5,
+    ls_max_steps=15,
+    ls_backtrack_ratio=0.8,
+)
 
 
 def run(config: MAMLTRPOConfig) -> None:
