@@ -38,8 +38,9 @@ from tqdm.auto import tqdm
 
 from metarl.agents.policies import MLPPolicy, PolicySampler, make_policy
 from metarl.agents.scripted import RandomLearner
-from metarl.evaluation import Adaptation, AdaptationUnit, atomic_write_text
+from metarl.evaluation import Adaptation, AdaptationUnit
 from metarl.family import TaskFamily
+from metarl.fileio import atomic_write_text
 from metarl.rollout import EpisodeBatch, Policy, collect
 from metarl.task import Task
 from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, make_vec

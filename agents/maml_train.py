@@ -40,8 +40,8 @@ from metarl.agents.checkpoint import (
 )
 from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, task_tensors
 from metarl.agents.policies import Params, PolicySampler, TaskPolicyFactory, make_policy
-from metarl.evaluation import atomic_write_text
 from metarl.family import TaskFamily
+from metarl.fileio import atomic_write_text
 from metarl.registry import make_family
 from metarl.rollout import EpisodeBatch, collect
 from metarl.samplers import LocalSampler, RaySampler, Sampler

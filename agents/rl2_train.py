@@ -28,7 +28,7 @@ from typing import Any
 
 from metarl.agents import checkpoint as ckpt
 from metarl.agents.rl2 import RL2, RL2Config
-from metarl.evaluation import atomic_write_text
+from metarl.fileio import atomic_write_text
 
 __all__ = ["CHECKPOINT_FORMAT", "cli_train", "latest_checkpoint", "load_run", "save_checkpoint", "train"]
 

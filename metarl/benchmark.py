@@ -36,7 +36,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from metarl.evaluation import EvalResult, atomic_write_text, evaluate
+from metarl.evaluation import EvalResult, evaluate
+from metarl.fileio import atomic_write_text
 from metarl.metrics import family_aggregate, learner_metrics
 
 __all__ = [

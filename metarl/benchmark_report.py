@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from metarl.evaluation import atomic_write_text
+from metarl.fileio import atomic_write_text
 
 __all__ = ["compare_markdown", "render_markdown", "write_report"]
 

@@ -32,7 +32,7 @@ from metarl.agents.classical import (
     ThompsonSampling,
 )
 from metarl.agents.classical_bench import LearnerSpec, bandit_table, load_tuned, mdp_table
-from metarl.evaluation import atomic_write_text
+from metarl.fileio import atomic_write_text
 from metarl.provenance import run_metadata
 
 OUT = Path(__file__).resolve().parent.parent / "benchmarks" / "classical"

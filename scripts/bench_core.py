@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import metarl
-from metarl.evaluation import atomic_write_text
+from metarl.fileio import atomic_write_text
 from metarl.provenance import run_metadata
 
 

@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 import metarl
-from metarl.evaluation import atomic_write_text
+from metarl.fileio import atomic_write_text
 from metarl.provenance import run_metadata
 
 #: family id -> (bare Gymnasium id, extra keywords for gymnasium.make matching the family's env).

@@ -40,7 +40,7 @@ from mujoco import rollout
 
 import metarl
 from metarl.envs.mujoco_batched import MujocoVectorEnv
-from metarl.evaluation import atomic_write_text
+from metarl.fileio import atomic_write_text
 from metarl.provenance import run_metadata
 
 FAMILIES = ("HalfCheetahVel-v0", "AntDir-v0")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 import metarl
-from metarl.evaluation import atomic_write_text
+from metarl.fileio import atomic_write_text
 from metarl.provenance import run_metadata
 from metarl.samplers import LinearGaussianPolicy, LocalSampler, RaySampler
 

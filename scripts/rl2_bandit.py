@@ -26,7 +26,7 @@ from rl2_common import BENCH_DIR, add_train_args, paired_gap, run_training, trai
 from metarl.agents.classical_bench import LearnerSpec, bandit_table, load_tuned
 from metarl.agents.rl2 import RL2Learner
 from metarl.envs.bandit import BernoulliBanditFamily
-from metarl.evaluation import atomic_write_text
+from metarl.fileio import atomic_write_text
 
 
 def classical_learners() -> dict[str, LearnerSpec]:

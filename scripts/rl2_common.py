@@ -90,7 +90,8 @@ def per_episode_eval(
     ``<name>.png`` under ``benchmarks/rl2/``.
     """
     from metarl.agents.rl2 import RL2Learner
-    from metarl.evaluation import atomic_write_text, evaluate
+    from metarl.evaluation import evaluate
+    from metarl.fileio import atomic_write_text
 
     torch.set_num_threads(1)
     learner = RL2Learner.load(run_dir)

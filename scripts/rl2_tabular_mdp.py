@@ -24,7 +24,7 @@ from rl2_common import BENCH_DIR, add_train_args, run_training, training_record
 
 from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table
 from metarl.agents.rl2 import RL2Learner
-from metarl.evaluation import atomic_write_text
+from metarl.fileio import atomic_write_text
 
 
 def classical_learners() -> dict[str, LearnerSpec]:

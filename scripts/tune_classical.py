@@ -28,7 +28,8 @@ from metarl.agents.classical import BEB, UCB1, EpsilonGreedyBandit, EpsilonGreed
 from metarl.agents.classical_bench import TUNED_PATH, run_trials
 from metarl.envs.bandit import BernoulliBanditFamily
 from metarl.envs.tabular_mdp import TabularMDPFamily
-from metarl.evaluation import MetaLearner, atomic_write_text
+from metarl.evaluation import MetaLearner
+from metarl.fileio import atomic_write_text
 from metarl.provenance import run_metadata
 from metarl.vector import make_vec
 
