@@ -32,16 +32,10 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.family import TaskFamily
-from metarl.task import Task
+from metarl.task import Task, check_int
 from metarl.vector import make_vec
 
 __all__ = ["TaskSampler", "TrialInputs", "TrialStep", "TrialVecEnv"]
-
-
-def _check_positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 class TrialInputs:
@@ -206,8 +200,8 @@ class TrialVecEnv:
         backend: str = "auto",
     ) -> None:
         self.family = family
-        self.num_trials = _check_positive_int("num_trials", num_trials)
-        self.episodes_per_trial = _check_positive_int("episodes_per_trial", episodes_per_trial)
+        self.num_trials = check_int("num_trials", num_trials)
+        self.episodes_per_trial = check_int("episodes_per_trial", episodes_per_trial)
         self._placeholder = family.sample(1, np.random.default_rng(0))[0]
         self.vec = make_vec(family, [self._placeholder] * self.num_trials, backend=backend)
         self.inputs = TrialInputs(self.vec.single_observation_space, self.vec.single_action_space)

@@ -28,16 +28,10 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.family import TaskEnv, TaskFamily
-from metarl.task import Param, Task, Uniform
+from metarl.task import Param, Task, Uniform, check_int
 from metarl.vector import BatchedTaskVectorEnv
 
 __all__ = ["BernoulliBanditEnv", "BernoulliBanditFamily", "BernoulliBanditVectorEnv"]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _check_discrete_actions(actions: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -83,8 +77,8 @@ class BernoulliBanditFamily(TaskFamily):
         max_episode_steps: int | None = None,
     ) -> None:
         super().__init__(split_sizes=split_sizes, split_seed=split_seed, max_episode_steps=max_episode_steps)
-        self.n_arms = _positive_int("n_arms", n_arms)
-        self.n_pulls = _positive_int("n_pulls", n_pulls)
+        self.n_arms = check_int("n_arms", n_arms)
+        self.n_pulls = check_int("n_pulls", n_pulls)
         self.parameters = (
             Param(
                 "arm_means",

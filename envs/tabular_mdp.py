@@ -27,16 +27,10 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.family import TaskEnv, TaskFamily
-from metarl.task import Dirichlet, Normal, Param, Task
+from metarl.task import Dirichlet, Normal, Param, Task, check_int
 from metarl.vector import BatchedTaskVectorEnv
 
 __all__ = ["TabularMDPEnv", "TabularMDPFamily", "TabularMDPVectorEnv", "transition_cdf"]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _check_actions(actions: Any, n: int, what: str) -> np.ndarray:
@@ -97,9 +91,9 @@ class TabularMDPFamily(TaskFamily):
         max_episode_steps: int | None = None,
     ) -> None:
         super().__init__(split_sizes=split_sizes, split_seed=split_seed, max_episode_steps=max_episode_steps)
-        self.n_states = _positive_int("n_states", n_states)
-        self.n_actions = _positive_int("n_actions", n_actions)
-        self.n_episodes = _positive_int("n_episodes", n_episodes)
+        self.n_states = check_int("n_states", n_states)
+        self.n_actions = check_int("n_actions", n_actions)
+        self.n_episodes = check_int("n_episodes", n_episodes)
         S, A = self.n_states, self.n_actions
         self.parameters = (
             Param(

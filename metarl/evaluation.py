@@ -26,7 +26,7 @@ import numpy as np
 from metarl.family import TaskFamily
 from metarl.fileio import atomic_write_text
 from metarl.rollout import EpisodeBatch, Policy, collect
-from metarl.task import Task
+from metarl.task import Task, check_int
 from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, make_vec
 
 __all__ = ["RESULT_FORMAT_VERSION", "Adaptation", "EvalResult", "MetaLearner", "bootstrap_ci", "evaluate"]
@@ -316,9 +316,8 @@ def evaluate(
     unit = learner.adaptation_unit
     if unit not in ("gradient step", "episode"):
         raise ValueError(f"learner.adaptation_unit must be 'gradient step' or 'episode', got {unit!r}")
-    for name, value in (("rounds", rounds), ("episodes_per_round", episodes_per_round)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_int("rounds", rounds)
+    check_int("episodes_per_round", episodes_per_round)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     chosen = tuple(tasks) if tasks is not None else family.split(split)

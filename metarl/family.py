@@ -21,7 +21,7 @@ import numpy as np
 from gymnasium.error import ResetNeeded
 from gymnasium.wrappers import TimeLimit
 
-from metarl.task import Param, ParameterSpace, Task
+from metarl.task import Param, ParameterSpace, Task, check_int
 
 if TYPE_CHECKING:
     from metarl.vector import BatchedTaskVectorEnv
@@ -82,14 +82,10 @@ class TaskFamily:
         for key, value in dict(split_sizes or {}).items():
             if key not in SPLITS:
                 raise ValueError(f"unknown split {key!r} in split_sizes; splits are {list(SPLITS)}")
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"split size for {key!r} must be a non-negative int, got {value!r}")
-            sizes[key] = int(value)
-        if not isinstance(split_seed, (int, np.integer)) or isinstance(split_seed, bool) or split_seed < 0:
-            raise ValueError(f"split_seed must be a non-negative int, got {split_seed!r}")
+            sizes[key] = check_int(f"split size for {key!r}", value, minimum=0)
+        check_int("split_seed", split_seed, minimum=0)
         horizon = self.default_max_episode_steps if max_episode_steps is None else max_episode_steps
-        if not isinstance(horizon, (int, np.integer)) or isinstance(horizon, bool) or horizon < 1:
-            raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
+        check_int("max_episode_steps", horizon)
         self.split_sizes: dict[str, int] = sizes
         self.split_seed = int(split_seed)
         self.max_episode_steps = int(horizon)
@@ -138,9 +134,7 @@ class TaskFamily:
             raise TypeError(
                 f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {rng!r}"
             )
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-            raise ValueError(f"n must be a non-negative int, got {n!r}")
-        return [self._sample_task(rng) for _ in range(int(n))]
+        return [self._sample_task(rng) for _ in range(check_int("n", n, minimum=0))]
 
     def _sample_task(self, rng: np.random.Generator) -> Task:
         return Task.create(self.name, self.version, self.param_space.sample(rng))

@@ -38,7 +38,7 @@ import numpy as np
 
 from metarl.family import TaskFamily
 from metarl.rollout import EpisodeBatch, Policy, collect
-from metarl.task import Task
+from metarl.task import Task, check_int
 from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, make_vec
 
 __all__ = [
@@ -384,9 +384,8 @@ class RaySampler:
         timeout: float | None = None,
         ray_init_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        for name, value in (("envs_per_task", envs_per_task), ("num_workers", num_workers)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_int("envs_per_task", envs_per_task)
+        check_int("num_workers", num_workers)
         if not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts must be a non-negative int, got {max_restarts!r}")
         ray = _import_ray()

@@ -28,10 +28,20 @@ __all__ = [
     "ParameterSpace",
     "Task",
     "Uniform",
+    "check_int",
 ]
 
 #: A parameter value as stored in a :class:`Task`: a number, or nested tuples of numbers.
 ParamValue: TypeAlias = "float | int | tuple[Any, ...]"
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """``value`` as an int if it is a whole number (not a bool) of at least ``minimum``; otherwise a
+    ``ValueError`` naming ``name``, e.g. "n_arms must be a positive int, got 0"."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        kind = {0: "non-negative", 1: "positive"}.get(minimum, f">= {minimum}")
+        raise ValueError(f"{name} must be a {kind} int, got {value!r}")
+    return int(value)
 
 
 def _freeze(value: Any) -> ParamValue:
