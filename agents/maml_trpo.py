@@ -483,18 +483,7 @@ class MAMLTRPO:
             new_loss, new_kl, _ = self.objective(inner_data, valid, old_dist, create_graph=False)
             return new_loss.item(), new_kl.item()
 
-        result = backtracking_line_search(
-            evaluate, loss_before, cfg.max_kl, max_steps=cfg.ls_max_steps, ratio=cfg.ls_backtrack_ratio
-        )
-        self._set(theta, old - result.fraction * step)
-        return {
-            "loss_before": loss_before,
-            "loss_after": result.loss,
-            "kl": result.kl,
-            "ls_tries": float(result.tries),
-            "accepted": float(result.accepted),
-            "grad_norm": grad.norm().item(),
-        }
+        return self._line_search(theta, old, step, evaluate, loss_before, grad)
 
     def _batched_meta_step(
         self, inner_data: list[TaskTensors], valid: TaskTensors, generator: torch.Generator | None
@@ -522,6 +511,20 @@ class MAMLTRPO:
                 self.policy, self.policy.params(), sizes, inner_data, valid, old_dist
             )
 
+        return self._line_search(theta, old, step, evaluate, loss_before, grad)
+
+    def _line_search(
+        self,
+        theta: list[Tensor],
+        old: Tensor,
+        step: Tensor,
+        evaluate: Callable[[float], tuple[float, float]],
+        loss_before: float,
+        grad: Tensor,
+    ) -> dict[str, float]:
+        """Backtrack along ``step`` from ``old`` (KL bound and improvement), apply the accepted
+        fraction to ``theta`` and return the step's statistics."""
+        cfg = self.config
         result = backtracking_line_search(
             evaluate, loss_before, cfg.max_kl, max_steps=cfg.ls_max_steps, ratio=cfg.ls_backtrack_ratio
         )
