@@ -8,11 +8,43 @@ rejected: no hyperparameter of metarl's agents means anything at NaN.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import tomllib
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any
 
-__all__ = ["check_bool", "check_int", "check_real", "check_str"]
+__all__ = ["check_bool", "check_int", "check_real", "check_str", "read_config_file"]
+
+
+def read_config_file(
+    path: str | os.PathLike[str], *, what: str = "config file", section: str | None = None
+) -> dict[str, Any]:
+    """Read a JSON (``.json``) or TOML (``.toml``) config file into a dict of config keys.
+
+    With ``section``, a table of that name holds the keys if present (``[rl2]`` in a TOML file);
+    otherwise the top level does. Every failure is a ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {what} {str(path)!r}: {exc}") from exc
+    if path.suffix not in (".json", ".toml"):
+        raise ValueError(f"{what} {str(path)!r} must end in .json or .toml")
+    try:
+        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{what} {str(path)!r} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {str(path)!r} must hold a table of config keys")
+    if section is not None:
+        data = data.get(section, data)
+        if not isinstance(data, dict):
+            raise ValueError(f"{what} {str(path)!r}: {section!r} must be a table of config keys")
+    return dict(data)
 
 
 def check_int(owner: str, name: str, value: Any, *, minimum: int, optional: bool = False) -> None:

@@ -20,7 +20,6 @@ import csv
 import json
 import os
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from metarl.agents.checkpoint import (
     rewind_csv_log,
     save_checkpoint,
 )
+from metarl.agents.config_checks import read_config_file
 from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, task_tensors
 from metarl.agents.policies import Params, PolicySampler, TaskPolicyFactory, make_policy
 from metarl.family import TaskFamily
@@ -391,20 +391,7 @@ def train(
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a config file: JSON (``.json``) or TOML (``.toml``), a flat table of config keys."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read config file {str(path)!r}: {exc}") from exc
-    if path.suffix not in (".json", ".toml"):
-        raise ValueError(f"config file {str(path)!r} must end in .json or .toml")
-    try:
-        data: Any = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"config file {str(path)!r} is not valid {path.suffix[1:].upper()}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a table of config keys")
-    return data
+    return read_config_file(path)
 
 
 def cli_train(

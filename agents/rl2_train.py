@@ -21,12 +21,12 @@ import csv
 import json
 import os
 import time
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from metarl.agents import checkpoint as ckpt
+from metarl.agents.config_checks import read_config_file
 from metarl.agents.rl2 import RL2, RL2Config
 from metarl.fileio import atomic_write_text
 
@@ -215,24 +215,9 @@ def train(
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a JSON or TOML config file into a dict of :class:`RL2Config` fields."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read RL² config file {str(path)!r}: {exc}") from exc
-    try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(
-            f"RL² config file {str(path)!r} is not valid {path.suffix or 'JSON'}: {exc}"
-        ) from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"RL² config file {str(path)!r} must hold a mapping of config keys")
-    section = data.get("rl2", data)
-    if not isinstance(section, dict):
-        raise ValueError(f"RL² config file {str(path)!r}: 'rl2' must be a table of config keys")
-    return dict(section)
+    """Read a JSON or TOML config file into a dict of :class:`RL2Config` fields (top level, or an
+    ``rl2`` table)."""
+    return read_config_file(path, what="RL² config file", section="rl2")
 
 
 def cli_train(
