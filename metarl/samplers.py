@@ -297,12 +297,7 @@ class LocalSampler:
     """
 
     def __init__(self, family: TaskFamily | str, envs_per_task: int = 1, *, backend: str = "auto") -> None:
-        if (
-            not isinstance(envs_per_task, (int, np.integer))
-            or isinstance(envs_per_task, bool)
-            or envs_per_task < 1
-        ):
-            raise ValueError(f"envs_per_task must be a positive int, got {envs_per_task!r}")
+        check_int("envs_per_task", envs_per_task)
         self._runner = ShardRunner(family, int(envs_per_task), backend)
         self.family = self._runner.family
         self.envs_per_task = int(envs_per_task)

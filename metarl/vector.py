@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from metarl.family import TaskEnv, TaskFamily, TaskNotSetError
-from metarl.task import Task
+from metarl.task import Task, check_int
 
 __all__ = ["AUTORESET_MODE", "BatchedTaskVectorEnv", "SyncTaskVectorEnv", "TaskVectorEnv", "make_vec"]
 
@@ -217,12 +217,7 @@ def make_vec(
         family = make_family(family)
     if not isinstance(family, TaskFamily):
         raise TypeError(f"family must be a metarl.TaskFamily or a registered id, got {family!r}")
-    if (
-        not isinstance(envs_per_task, (int, np.integer))
-        or isinstance(envs_per_task, bool)
-        or envs_per_task < 1
-    ):
-        raise ValueError(f"envs_per_task must be a positive int, got {envs_per_task!r}")
+    check_int("envs_per_task", envs_per_task)
     if backend not in ("auto", "native", "gymnasium"):
         raise ValueError(f"backend must be 'auto', 'native' or 'gymnasium', got {backend!r}")
     vec: BatchedTaskVectorEnv | SyncTaskVectorEnv | None = None
