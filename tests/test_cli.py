@@ -1,0 +1,59 @@
+"""The ``metarl`` command line: list, evaluate, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import metarl
+from metarl.cli import app
+
+runner = CliRunner()
+
+
+def flat(output: str) -> str:
+    """Output with typer's error box and line wrapping removed."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
+
+def test_list_shows_every_family_with_what_varies_and_split_sizes() -> None:
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    assert "Navigation2D-v0" in result.output and "goal" in result.output and "100/20/40" in result.output
+    rows = json.loads(runner.invoke(app, ["list", "--json"]).output)
+    assert {row["id"] for row in rows} == set(metarl.list_families())
+    nav = next(row for row in rows if row["id"] == "Navigation2D-v0")
+    assert nav["split_sizes"] == {"train": 100, "validation": 20, "test": 40} and nav["batched"] is True
+
+
+def test_evaluate_prints_the_table_and_writes_results(tmp_path: Path) -> None:
+    out = tmp_path / "nav.json"
+    args = ["evaluate", "--family", "Navigation2D-v0", "--learner", "trilateration", "--n-tasks", "3"]
+    result = runner.invoke(app, [*args, "--rounds", "2", "--episodes-per-round", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| 1 | 1 |" in result.output
+    loaded = metarl.EvalResult.from_json(out)
+    assert loaded.returns.shape == (3, 2) and loaded.returns[:, 1].mean() > loaded.returns[:, 0].mean()
+    assert out.with_suffix(".md").exists() and out.with_suffix(".png").exists()
+
+
+def test_bad_input_gets_one_line_errors(tmp_path: Path) -> None:
+    cases = [
+        (["evaluate", "--family", "Navigaton2D-v0"], "did you mean 'Navigation2D-v0'"),
+        (["evaluate", "--family", "Navigation2D-v0", "--learner", "nope"], "unknown learner 'nope'"),
+        (["evaluate", "--family", "Navigation2D-v0", "--split", "dev"], "unknown split 'dev'"),
+        (["report", str(tmp_path / "missing.json")], "cannot read results file"),
+        (
+            ["train", "maml-trpo", "--family", "Navigation2D-v0", "--config", str(tmp_path / "x.json")],
+            "does not exist",
+        ),
+        (["train", "ppo", "--family", "Navigation2D-v0"], "unknown agent 'ppo'"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code != 0, args
+        assert message in flat(result.output), (args, result.output)
+        assert "Traceback" not in result.output, result.output
