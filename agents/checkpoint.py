@@ -45,6 +45,7 @@ __all__ = [
     "numpy_rng_state",
     "rewind_csv_log",
     "save_checkpoint",
+    "write_checkpoint",
 ]
 
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
@@ -124,12 +125,17 @@ def save_checkpoint(
         raise ValueError(f"iteration must be non-negative, got {iteration!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    payload = {"metarl_version": _metarl_version(), **payload}
-    path = directory / f"ckpt_{iteration:07d}.pt"
-    atomic_write(path, lambda fh: torch.save(payload, fh))
+    path = write_checkpoint(directory / f"ckpt_{iteration:07d}.pt", payload)
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return path
+
+
+def write_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` atomically (temporary file, fsync, rename), adding a
+    ``metarl_version`` entry unless it has one; a crash leaves the previous file intact."""
+    payload = {"metarl_version": _metarl_version(), **payload}
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def load_checkpoint(path: str | os.PathLike[str], expected_format: str | None = None) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from metarl.agents.checkpoint import (
     numpy_rng_state,
     rewind_csv_log,
     save_checkpoint,
+    write_checkpoint,
 )
 from metarl.agents.config_checks import read_config_file
 from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, task_tensors
@@ -60,6 +61,7 @@ __all__ = [
     "restore",
     "sampler_meta_iteration",
     "train",
+    "validate",
 ]
 
 CHECKPOINT_FORMAT = "metarl.maml_trpo.checkpoint/1"
@@ -227,6 +229,32 @@ def checkpoint_payload(
     }
 
 
+#: Offset between a run's seed and the seed of its validation meta-tests (distinct streams).
+VALIDATION_SEED_OFFSET = 1_000_033
+
+
+def validate(algo: MAMLTRPO, family: TaskFamily) -> list[float]:
+    """Mean return over ``family``'s validation tasks after 0..``inner_steps`` gradient steps.
+
+    Every call uses the same episode seeds (``config.seed + VALIDATION_SEED_OFFSET``), so scores of
+    different iterations are compared on common random numbers, and it draws nothing from the
+    training RNGs (a run with validation trains exactly as one without).
+    """
+    from metarl.evaluation import evaluate
+
+    cfg = algo.config
+    result = evaluate(
+        algo.learner(),
+        family,
+        split="validation",
+        rounds=cfg.inner_steps + 1,
+        episodes_per_round=cfg.episodes_per_task,
+        seed=cfg.seed + VALIDATION_SEED_OFFSET,
+        backend=cfg.backend,
+    )
+    return [float(v) for v in result.returns.mean(axis=0)]
+
+
 def restore(
     algo: MAMLTRPO, data: Mapping[str, Any], source: str = "checkpoint"
 ) -> tuple[np.random.Generator, torch.Generator]:
@@ -325,6 +353,7 @@ def train(
     log = csv.DictWriter(csv_file, fieldnames=_CSV_FIELDS)
     if new_csv:
         log.writeheader()
+    val_log = _ValidationLog(run_dir, config, start if found is not None else None)
     # on resume, TensorBoard drops the events logged after the checkpoint's step (they are redone)
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=env_steps + 1 if found is not None else None)
     writer.add_text("config", f"```\n{config.to_json()}\n```", start)
@@ -362,6 +391,16 @@ def train(
                 writer.add_scalar(f"train/{key}", row[key], env_steps)
             bar.set_postfix(pre=f"{row['pre_return']:.1f}", post=f"{row['post_return']:.1f}",
                             sps=f"{row['steps_per_s']:.0f}")  # fmt: skip
+            if config.eval_every and (iteration + 1) % config.eval_every == 0:
+                scores = validate(algo, family)
+                for k, v in enumerate(scores):
+                    writer.add_scalar(f"validation/return_step{k}", v, env_steps)
+                if val_log.record(iteration + 1, env_steps, scores):
+                    payload = checkpoint_payload(algo, family, iteration + 1, env_steps, rng, gen)
+                    payload["validation_return"] = scores[-1]
+                    write_checkpoint(run_dir / BEST_NAME, payload)
+                bar.write(f"iteration {iteration + 1}: validation return after 0..{len(scores) - 1} "
+                          f"steps {', '.join(f'{v:.2f}' for v in scores)} (best {val_log.best:.2f})")  # fmt: skip
             out_of_time = (
                 config.time_budget_s is not None and time.perf_counter() - t_start > config.time_budget_s
             )
@@ -382,11 +421,59 @@ def train(
         bar.close()
         writer.close()
         csv_file.close()
+        val_log.close()
         if vec is not None:
             vec.close()
         if own_sampler and sampler is not None:
             sampler.close()
     return algo
+
+
+#: File name of the best validated meta-parameters in a run directory (see ``eval_every``).
+BEST_NAME = "best.pt"
+
+
+class _ValidationLog:
+    """``validation.csv`` and the best score so far (restored from ``best.pt`` on resume)."""
+
+    def __init__(self, run_dir: Path, config: MAMLTRPOConfig, resumed_at: int | None) -> None:
+        self.enabled = bool(config.eval_every)
+        self.best = -np.inf
+        self._file = None
+        if not self.enabled:
+            return
+        path = run_dir / "validation.csv"
+        fields = ["iteration", "env_steps", *(f"return_step{k}" for k in range(config.inner_steps + 1))]
+        best_path = run_dir / BEST_NAME
+        if resumed_at is None:
+            best_path.unlink(missing_ok=True)  # a fresh run must not compare against an old run's best
+        else:
+            rewind_csv_log(path, "iteration", resumed_at)
+            if best_path.exists():
+                data = load_checkpoint(best_path, CHECKPOINT_FORMAT)
+                # a best from after the checkpoint is redone identically, so its score still stands
+                self.best = float(data.get("validation_return", -np.inf))
+        new = resumed_at is None or not path.exists()
+        self._file = path.open("w" if new else "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=fields)
+        if new:
+            self._writer.writeheader()
+
+    def record(self, iteration: int, env_steps: int, scores: list[float]) -> bool:
+        """Log ``scores``; return whether the last one is a new best."""
+        assert self._file is not None
+        row = {"iteration": iteration, "env_steps": env_steps}
+        row |= {f"return_step{k}": v for k, v in enumerate(scores)}
+        self._writer.writerow(row)
+        self._file.flush()
+        if scores[-1] > self.best:
+            self.best = scores[-1]
+            return True
+        return False
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

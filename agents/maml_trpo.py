@@ -142,6 +142,12 @@ class MAMLTRPOConfig:
     """Save a checkpoint every this many meta-iterations (and at the end)."""
     keep_checkpoints: int = 3
     """Keep only the most recent this many checkpoints."""
+    eval_every: int = 0
+    """Meta-test on the family's validation tasks every this many meta-iterations (0: never): the
+    return after 0..inner_steps gradient steps (episodes_per_task episodes per step, the same seed
+    every time) goes to ``validation.csv``, and the meta-parameters with the best return after
+    inner_steps steps are kept in ``best.pt`` (Finn et al. 2017 evaluate "the model with the best
+    average return during training"; selecting on validation tasks keeps the test tasks held out)."""
     backend: str = "auto"
     """Vector-env backend for sampling, see metarl.make_vec."""
     sampler: str = "local"
@@ -191,6 +197,7 @@ class MAMLTRPOConfig:
             raise ValueError(f"{own}.hidden_sizes must be a list of positive ints, got {self.hidden_sizes!r}")
         positive = ("meta_iterations", "meta_batch_size", "episodes_per_task", "cg_iters", "ls_max_steps",
                     "checkpoint_every", "keep_checkpoints")  # fmt: skip
+        check_int(own, "eval_every", self.eval_every, minimum=0)
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import json
 
 import numpy as np
@@ -11,9 +12,21 @@ import torch
 
 import metarl
 from metarl.agents.advantages import baseline_features, discounted_returns, fit_linear_baseline, gae
-from metarl.agents.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
+from metarl.agents.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    load_latest_checkpoint,
+    save_checkpoint,
+)
 from metarl.agents.maml_hvp import BatchedOuterStep, subsample_steps
-from metarl.agents.maml_train import build, checkpoint_payload, load_algorithm, meta_iteration, train
+from metarl.agents.maml_train import (
+    build,
+    checkpoint_payload,
+    load_algorithm,
+    meta_iteration,
+    train,
+    validate,
+)
 from metarl.agents.maml_trpo import (
     MAMLTRPO,
     MAMLTRPOConfig,
@@ -418,6 +431,31 @@ def test_resume_continues_the_same_run(tmp_path) -> None:  # type: ignore[no-unt
     c = train(tiny_config(tmp_path / "c"), resume=True, progress=False)
     for (n, x), (_, y) in zip(a.policy.state_dict().items(), c.policy.state_dict().items(), strict=True):
         assert torch.equal(x, y), n
+
+
+def test_validation_meta_tests_keep_the_best_and_do_not_change_training(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    plain = train(tiny_config(tmp_path / "plain", meta_iterations=3), progress=False)
+    validated = train(tiny_config(tmp_path / "val", meta_iterations=3, eval_every=1), progress=False)
+    for (n, x), (_, y) in zip(
+        plain.policy.state_dict().items(), validated.policy.state_dict().items(), strict=True
+    ):
+        assert torch.equal(x, y), n  # the validation episodes draw nothing from the training streams
+    assert not (tmp_path / "plain" / "validation.csv").exists()
+    with (tmp_path / "val" / "validation.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    after = [float(r["return_step1"]) for r in rows]
+    best = load_checkpoint(tmp_path / "val" / "best.pt")
+    assert best["iteration"] == 1 + int(np.argmax(after))
+    assert best["validation_return"] == max(after)
+    # best.pt is an ordinary checkpoint: it reloads, and re-validating it gives the logged scores
+    algo = load_algorithm(tmp_path / "val" / "best.pt")
+    family = metarl.make_family(algo.config.family)
+    assert validate(algo, family) == pytest.approx(
+        [float(rows[best["iteration"] - 1][f"return_step{k}"]) for k in range(2)], abs=1e-9
+    )
+    with pytest.raises(ValueError, match="eval_every"):
+        tiny_config(tmp_path, eval_every=-1)
 
 
 def test_cli_train_and_load_learner_meta_test_on_navigation(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -48,7 +48,8 @@ TIMING = {"t_sample", "t_inner", "t_outer", "steps_per_s", "wall_s", "wall_secon
           "load_avg_1min"}  # fmt: skip
 
 MAML_CFG: dict[str, Any] = {"meta_batch_size": 2, "episodes_per_task": 2, "hidden_sizes": [8],
-                            "meta_iterations": 12, "checkpoint_every": 2, "keep_checkpoints": 2}  # fmt: skip
+                            "meta_iterations": 12, "checkpoint_every": 2, "keep_checkpoints": 2,
+                            "eval_every": 3}  # fmt: skip
 #: 40 env steps per update (8 trials x 5 pulls): 32 updates, a checkpoint every 4.
 RL2_CFG: dict[str, Any] = {
     "family_kwargs": {"n_arms": 3, "n_pulls": 5, "split_sizes": {"train": 8, "validation": 8, "test": 16}},
@@ -154,6 +155,14 @@ def test_maml_trpo_resumes_exactly_after_sigkill(tmp_path: Path) -> None:
     rows = read_log(straight / "progress.csv")
     assert [int(r["iteration"]) for r in rows] == list(range(1, MAML_CFG["meta_iterations"] + 1))
     assert read_log(killed / "progress.csv") == rows
+    # validation meta-tests (every 3 iterations) are logged once each and pick the same best
+    val = read_log(straight / "validation.csv")
+    assert [int(r["iteration"]) for r in val] == [3, 6, 9, 12]
+    assert read_log(killed / "validation.csv") == val
+    best_a = torch.load(straight / "best.pt", weights_only=True)
+    best_b = torch.load(killed / "best.pt", weights_only=True)
+    assert best_a["iteration"] == best_b["iteration"]
+    assert_same_state(best_a["policy"], best_b["policy"], "best policy")
 
 
 def test_rl2_resumes_exactly_after_sigkill(tmp_path: Path) -> None:
