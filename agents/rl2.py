@@ -28,7 +28,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -42,8 +42,12 @@ from metarl.family import TaskFamily
 from metarl.rollout import EpisodeBatch
 from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv
 
+if TYPE_CHECKING:
+    from metarl.agents.rl2_sampling import TrialSampler
+
 __all__ = [
     "RL2",
+    "SAMPLERS",
     "RL2ActorCritic",
     "RL2Config",
     "RL2Learner",
@@ -57,6 +61,9 @@ __all__ = [
 ]
 
 VecEnv = BatchedTaskVectorEnv | SyncTaskVectorEnv
+
+#: The values of :attr:`RL2Config.sampler` (those of MAML-TRPO's ``sampler``).
+SAMPLERS = ("local", "local-per-task", "ray")
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,23 @@ class RL2Config:
     seed: int = 0
     #: Vector env backend.
     backend: str = "auto"
+    #: Where trials are collected. ``"local"``: one vector env in this process, one
+    #: ``torch.Generator`` for the actions of all trials (the original behaviour; runs and
+    #: checkpoints are unchanged). ``"ray"``: a ``metarl.samplers.RaySampler`` splits the trials over
+    #: ``ray_workers`` Ray actors, each running the GRU policy on its share from the weights broadcast
+    #: every update; a dead worker is replaced and its share re-collected. ``"local-per-task"``: the
+    #: same collection in this process. Both seed trial ``k``'s resets and actions from the update's
+    #: seed and ``k`` only, so ``"ray"`` and ``"local-per-task"`` train to bit-identical parameters
+    #: for any number of workers (``metarl.agents.rl2_sampling``); they draw other trials than
+    #: ``"local"`` (same distribution).
+    sampler: str = "local"
+    #: With ``sampler="ray"``: the cluster to connect to (``"auto"``, ``"ray://host:10001"``,
+    #: ``"host:6379"``); ``None`` starts a local Ray instance unless Ray is already initialised.
+    ray_address: str | None = None
+    #: With ``sampler="ray"``: rollout actors; the trials of an update are split into this many shares.
+    ray_workers: int = 2
+    #: With ``sampler="ray"``: CPUs each rollout actor reserves (its scheduling weight).
+    ray_cpus_per_worker: float = 1.0
     #: Checkpoint every this many updates.
     checkpoint_every: int = 10
     #: Checkpoints kept on disk.
@@ -114,8 +138,18 @@ class RL2Config:
     def __post_init__(self) -> None:
         # types first, so the range checks below compare numbers (JSON and TOML give any type)
         own = "RL2Config"
-        for name in ("family", "task_source", "backend"):
+        for name in ("family", "task_source", "backend", "sampler"):
             check_str(own, name, getattr(self, name))
+        if self.sampler not in SAMPLERS:
+            raise ValueError(
+                f"{own}.sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {self.sampler!r}"
+            )
+        if self.ray_address is not None:
+            check_str(own, "ray_address", self.ray_address)
+        check_int(own, "ray_workers", self.ray_workers, minimum=1)
+        check_real(own, "ray_cpus_per_worker", self.ray_cpus_per_worker)
+        if not self.ray_cpus_per_worker > 0:
+            raise ValueError(f"{own}.ray_cpus_per_worker must be positive, got {self.ray_cpus_per_worker!r}")
         if not isinstance(self.family_kwargs, dict) or not all(
             isinstance(k, str) for k in self.family_kwargs
         ):
@@ -407,20 +441,43 @@ class RL2:
     Args:
         config: the run's :class:`RL2Config`.
         family: the task family; built from ``config`` when omitted.
+        trial_sampler: collect trials with this :class:`~metarl.agents.rl2_sampling.TrialSampler`
+            (e.g. on a Ray cluster set up by the caller, who closes it) instead of the one
+            ``config.sampler`` names; ``None``: with ``sampler="local"`` a vector env of this
+            process (:attr:`env`), otherwise a sampler made on the first :meth:`train_step`
+            (loading a run for evaluation starts no Ray workers) and stopped by :meth:`close_sampler`.
     """
 
-    def __init__(self, config: RL2Config, family: TaskFamily | None = None) -> None:
+    def __init__(
+        self,
+        config: RL2Config,
+        family: TaskFamily | None = None,
+        *,
+        trial_sampler: TrialSampler | None = None,
+    ) -> None:
         self.config = config
         self.family = family if family is not None else config.make_family()
         self.episodes_per_trial = config.resolve_episodes_per_trial(self.family)
-        self.env = TrialVecEnv(
-            self.family, config.trials_per_update, self.episodes_per_trial, backend=config.backend
-        )
+        #: The in-process trial env of ``sampler="local"`` (``None`` with a trial sampler).
+        self.env: TrialVecEnv | None = None
+        self.trial_sampler = trial_sampler
+        self._owns_trial_sampler = False
+        if config.sampler == "local" and trial_sampler is None:
+            self.env = TrialVecEnv(
+                self.family, config.trials_per_update, self.episodes_per_trial, backend=config.backend
+            )
+            self.inputs = self.env.inputs
+        else:
+            probe = self.family.make_env()
+            self.inputs = TrialInputs(probe.observation_space, probe.action_space)
+            probe.close()
+        #: Upper bound on a trial's length in steps.
+        self.max_trial_steps = self.episodes_per_trial * self.family.max_episode_steps
         self.sampler = TaskSampler(self.family, config.task_source)
         seeds = np.random.SeedSequence(config.seed).spawn(2)
         self.np_rng = np.random.default_rng(seeds[0])
         self.torch_gen = torch.Generator().manual_seed(int(seeds[1].generate_state(1, np.uint64)[0] >> 1))
-        self.model = build_model(config, self.env.inputs, self.torch_gen)
+        self.model = build_model(config, self.inputs, self.torch_gen)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=1e-5)
         self.updates = 0
         self.env_steps = 0
@@ -429,7 +486,7 @@ class RL2:
     @property
     def total_updates(self) -> int:
         """Updates needed for ``total_env_steps`` (estimated with full-length trials)."""
-        per = self.config.trials_per_update * self.env.max_trial_steps
+        per = self.config.trials_per_update * self.max_trial_steps
         return max(1, -(-self.config.total_env_steps // per))
 
     def _ent_coef(self) -> float:
@@ -443,9 +500,11 @@ class RL2:
         """Collect one batch of trials and run the PPO epochs on it; return statistics."""
         c = self.config
         tasks = self.sampler(c.trials_per_update, self.np_rng)
-        batch = collect_trials(
-            self.model, self.env, tasks, seed=int(self.np_rng.integers(2**31 - 1)), generator=self.torch_gen
-        )
+        seed = int(self.np_rng.integers(2**31 - 1))
+        if self.env is not None:
+            batch = collect_trials(self.model, self.env, tasks, seed=seed, generator=self.torch_gen)
+        else:
+            batch = self._trial_sampler().collect(self.model, tasks, seed)
         adv, returns = trial_gae(
             batch.rewards * c.reward_scale, batch.values, batch.mask, c.gamma, c.gae_lambda
         )
@@ -492,6 +551,22 @@ class RL2:
             ent_coef=ent_coef,
         )
         return stats
+
+    def _trial_sampler(self) -> TrialSampler:
+        if self.trial_sampler is None:
+            from metarl.agents.rl2_sampling import TrialSampler
+
+            self.trial_sampler = TrialSampler.from_config(self.config, self.family, self.episodes_per_trial)
+            self._owns_trial_sampler = True
+        return self.trial_sampler
+
+    def close_sampler(self) -> None:
+        """Stop the trial sampler (its Ray workers) if this run made it; a later :meth:`train_step`
+        makes a new one."""
+        if self._owns_trial_sampler and self.trial_sampler is not None:
+            self.trial_sampler.close()
+            self.trial_sampler = None
+            self._owns_trial_sampler = False
 
     def learner(self, *, deterministic: bool = False) -> RL2Learner:
         """The current policy as a :class:`metarl.MetaLearner`."""

@@ -28,6 +28,7 @@ from typing import Any
 from metarl.agents import checkpoint as ckpt
 from metarl.agents.config_checks import read_config_file
 from metarl.agents.rl2 import RL2, RL2Config
+from metarl.agents.rl2_sampling import TrialSampler
 from metarl.fileio import atomic_write_text
 
 __all__ = ["CHECKPOINT_FORMAT", "cli_train", "latest_checkpoint", "load_run", "save_checkpoint", "train"]
@@ -133,6 +134,7 @@ def train(
     progress: bool = True,
     max_updates: int | None = None,
     max_seconds: float | None = None,
+    trial_sampler: TrialSampler | None = None,
 ) -> RL2:
     """Train RL² until ``config.total_env_steps``, logging and checkpointing into ``run_dir``.
 
@@ -142,12 +144,14 @@ def train(
     ``max_updates`` stops early after that many updates in this call (for tests and smoke runs);
     ``max_seconds`` after that much wall-clock in this call (a final checkpoint is written either
     way, so the run can be resumed).
+    Trials are collected as ``config.sampler`` says (the Ray workers of ``sampler="ray"`` are
+    stopped on return); a ``trial_sampler`` given here is used instead and left open for the caller.
     """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
-    agent = RL2(config)
+    agent = RL2(config, trial_sampler=trial_sampler)
     found = latest_checkpoint(run_dir)
     if found is not None and not resume:
         raise FileExistsError(
@@ -211,6 +215,7 @@ def train(
         bar.close()
         tb.close()
         csv_file.close()
+        agent.close_sampler()
     return agent
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from metarl.family import TaskFamily
 from metarl.task import Task, check_int
-from metarl.vector import make_vec
+from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, make_vec
 
 __all__ = ["TaskSampler", "TrialInputs", "TrialStep", "TrialVecEnv"]
 
@@ -189,6 +189,8 @@ class TrialVecEnv:
         num_trials: trials run side by side (sub-envs).
         episodes_per_trial: ``N``, episodes of the same task in one trial.
         backend: vector env backend (see :func:`metarl.make_vec`).
+        vec: run the trials in this vector env (of ``family``, one sub-env per task, ``num_trials``
+            sub-envs) instead of making one; it is not closed by :meth:`close`.
     """
 
     def __init__(
@@ -198,25 +200,36 @@ class TrialVecEnv:
         episodes_per_trial: int,
         *,
         backend: str = "auto",
+        vec: BatchedTaskVectorEnv | SyncTaskVectorEnv | None = None,
     ) -> None:
         self.family = family
         self.num_trials = check_int("num_trials", num_trials)
         self.episodes_per_trial = check_int("episodes_per_trial", episodes_per_trial)
-        self._placeholder = family.sample(1, np.random.default_rng(0))[0]
-        self.vec = make_vec(family, [self._placeholder] * self.num_trials, backend=backend)
+        self._owns_vec = vec is None
+        if vec is None:
+            placeholder = family.sample(1, np.random.default_rng(0))[0]
+            vec = make_vec(family, [placeholder] * self.num_trials, backend=backend)
+        elif vec.envs_per_task != 1 or vec.num_envs != self.num_trials:
+            raise ValueError(
+                f"a trial vector env needs one sub-env per trial ({self.num_trials}), got "
+                f"{vec.num_envs} sub-envs with envs_per_task={vec.envs_per_task}"
+            )
+        self.vec = vec
         self.inputs = TrialInputs(self.vec.single_observation_space, self.vec.single_action_space)
         #: Upper bound on a trial's length in steps.
         self.max_trial_steps = self.episodes_per_trial * family.max_episode_steps
         self._episodes = np.zeros(self.num_trials, dtype=np.int64)
         self._started = False
 
-    def reset(self, tasks: Sequence[Task], seed: int | None = None) -> np.ndarray:
-        """Start a new trial in every sub-env (sub-env ``i`` on ``tasks[i]``); return the first inputs."""
+    def reset(self, tasks: Sequence[Task], seed: int | Sequence[int] | None = None) -> np.ndarray:
+        """Start a new trial in every sub-env (sub-env ``i`` on ``tasks[i]``); return the first inputs.
+
+        ``seed``: an int (sub-env ``i`` is reset with ``seed + i``) or one seed per sub-env."""
         tasks = list(tasks)
         if len(tasks) != self.num_trials:
             raise ValueError(f"reset needs {self.num_trials} tasks (one per trial), got {len(tasks)}")
         self.vec.set_tasks(tasks)
-        obs, _ = self.vec.reset(seed=seed)
+        obs, _ = self.vec.reset(seed=seed)  # type: ignore[arg-type]
         self._episodes[:] = 0
         self._started = True
         n = self.num_trials
@@ -246,4 +259,5 @@ class TrialVecEnv:
         return self._episodes.copy()
 
     def close(self) -> None:
-        self.vec.close()
+        if self._owns_vec:
+            self.vec.close()

@@ -22,6 +22,12 @@ computes each sub-env's action from its own observation (the reference
 * :class:`RaySampler` (``pip install "metarl[ray]"``): one Ray actor per worker, each holding a
   batched vector env for a contiguous share of the tasks; a worker that dies is replaced and its
   share re-sampled. Ray is imported only when a ``RaySampler`` is made.
+
+Both also run any other :class:`ShardJob` on the same workers with :meth:`~RaySampler.map_shares`:
+a picklable callable that gets the worker's :class:`ShardRunner` (and so its cached vector env),
+the broadcast weights and its share of the tasks, and returns what it collected. RL² collects its
+trials that way (:mod:`metarl.agents.rl2_sampling`), with the same broadcast, split and fault
+handling as :meth:`~RaySampler.sample`.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ __all__ = [
     "PolicyFactory",
     "RaySampler",
     "Sampler",
+    "ShardJob",
     "ShardRunner",
     "concatenate_batches",
     "make_sampler",
@@ -193,6 +200,43 @@ class LinearGaussianPolicy:
         return np.clip(actions, space.low, space.high).astype(space.dtype)
 
 
+@runtime_checkable
+class ShardJob(Protocol):
+    """Work a sampler runs on each share of the tasks (see :meth:`RaySampler.map_shares`).
+
+    Called on the worker that holds the share: ``runner`` is the worker's :class:`ShardRunner` (use
+    :meth:`ShardRunner.vec_env` for a vector env of the share, kept between calls), ``tasks`` the
+    share, ``task_offset`` the global index of its first task. Must be picklable and must not
+    modify ``policy_state``; for the split of the tasks over workers not to change the result, every
+    random number of task ``k`` must be a function of ``(seed, k)`` only.
+    """
+
+    def __call__(
+        self,
+        runner: ShardRunner,
+        policy_state: PolicyState,
+        tasks: tuple[Task, ...],
+        task_offset: int,
+        seed: int,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class _CollectEpisodes:
+    """The :class:`ShardJob` of :meth:`Sampler.sample`: episodes of the share, via :func:`collect`."""
+
+    policy_factory: PolicyFactory
+    episodes_per_task: int
+
+    def __call__(
+        self, runner: ShardRunner, policy_state: PolicyState, tasks: tuple[Task, ...], task_offset: int,
+        seed: int,
+    ) -> EpisodeBatch:  # fmt: skip
+        return runner.sample(
+            self.policy_factory, policy_state, tasks, task_offset, self.episodes_per_task, seed
+        )
+
+
 def concatenate_batches(batches: Sequence[EpisodeBatch], task_offsets: Sequence[int]) -> EpisodeBatch:
     """Join batches of consecutive task shares into one, re-padding to the longest episode.
 
@@ -217,12 +261,18 @@ def concatenate_batches(batches: Sequence[EpisodeBatch], task_offsets: Sequence[
     return EpisodeBatch(**{name: np.concatenate(parts) for name, parts in padded.items()})
 
 
-def _check_request(
-    tasks: Sequence[Task], episodes_per_task: int, envs_per_task: int, seed: int
-) -> tuple[Task, ...]:
+def _check_tasks(tasks: Sequence[Task], seed: int) -> tuple[Task, ...]:
     tasks = tuple(tasks)
     if not tasks:
         raise ValueError("sample() needs at least one task")
+    _check_seed(seed)
+    return tasks
+
+
+def _check_request(
+    tasks: Sequence[Task], episodes_per_task: int, envs_per_task: int, seed: int
+) -> tuple[Task, ...]:
+    tasks = _check_tasks(tasks, seed)
     if (
         not isinstance(episodes_per_task, (int, np.integer))
         or isinstance(episodes_per_task, bool)
@@ -233,7 +283,6 @@ def _check_request(
             f"episodes_per_task={episodes_per_task!r} must be a positive multiple of the sampler's "
             f"envs_per_task={envs_per_task}"
         )
-    _check_seed(seed)
     return tasks
 
 
@@ -251,7 +300,9 @@ class ShardRunner:
         self.backend = backend
         self.vec: BatchedTaskVectorEnv | SyncTaskVectorEnv | None = None
 
-    def _vec_for(self, tasks: tuple[Task, ...]) -> BatchedTaskVectorEnv | SyncTaskVectorEnv:
+    def vec_env(self, tasks: Sequence[Task]) -> BatchedTaskVectorEnv | SyncTaskVectorEnv:
+        """A vector env running ``tasks`` (``envs_per_task`` sub-envs each), kept between calls."""
+        tasks = tuple(tasks)
         if self.vec is not None and self.vec.tasks == tasks:
             return self.vec
         if self.vec is not None and len(self.vec.tasks) == len(tasks):
@@ -272,7 +323,7 @@ class ShardRunner:
         seed: int,
     ) -> EpisodeBatch:
         """Episodes of ``tasks``, whose global indices start at ``task_offset``; local task indices."""
-        vec = self._vec_for(tuple(tasks))
+        vec = self.vec_env(tasks)
         indices = tuple(range(task_offset, task_offset + len(vec.tasks)))
         context = PolicyContext(
             indices, self.envs_per_task, seed, vec.single_observation_space, vec.single_action_space
@@ -280,6 +331,12 @@ class ShardRunner:
         policy = policy_factory(policy_state, context)
         seeds = reset_seeds(seed, indices, self.envs_per_task)
         return collect(vec, policy, episodes_per_task, seed=seeds)
+
+    def run(
+        self, job: ShardJob, policy_state: PolicyState, tasks: Sequence[Task], task_offset: int, seed: int
+    ) -> Any:
+        """Run ``job`` on the share ``tasks``, whose global indices start at ``task_offset``."""
+        return job(self, policy_state, tuple(tasks), int(task_offset), int(seed))
 
     def close(self) -> None:
         if self.vec is not None:
@@ -315,6 +372,14 @@ class LocalSampler:
         return self._runner.sample(
             policy_factory, copy.deepcopy(dict(policy_state)), tasks, 0, episodes_per_task, seed
         )
+
+    def map_shares(
+        self, job: ShardJob, policy_state: PolicyState, tasks: Sequence[Task], seed: int
+    ) -> list[tuple[int, Any]]:
+        """Run ``job`` on all of ``tasks`` as one share; ``[(0, result)]`` (see
+        :meth:`RaySampler.map_shares`). ``policy_state`` is deep-copied, as a remote worker would see it."""
+        tasks = _check_tasks(tasks, seed)
+        return [(0, self._runner.run(job, copy.deepcopy(dict(policy_state)), tasks, 0, int(seed)))]
 
     def close(self) -> None:
         self._runner.close()
@@ -427,22 +492,36 @@ class RaySampler:
         seed: int,
     ) -> EpisodeBatch:
         """See :class:`Sampler`."""
+        tasks = _check_request(tasks, episodes_per_task, self.envs_per_task, seed)
+        job = _CollectEpisodes(policy_factory, int(episodes_per_task))
+        shares = self.map_shares(job, policy_state, tasks, seed)
+        return concatenate_batches([batch for _, batch in shares], [start for start, _ in shares])
+
+    def map_shares(
+        self, job: ShardJob, policy_state: PolicyState, tasks: Sequence[Task], seed: int
+    ) -> list[tuple[int, Any]]:
+        """Run ``job`` on every worker's share of ``tasks``; ``[(share's first task index, result)]``
+        in task order.
+
+        The weights and the job are put in the object store once; worker ``j`` runs
+        ``job(runner, policy_state, tasks[start:stop], start, seed)`` for the ``j``-th contiguous
+        share. A worker that dies is replaced and its share run again (at most ``max_restarts``
+        times per call).
+        """
         ray = _import_ray()
         from ray.exceptions import ActorUnavailableError, RayActorError
 
-        tasks = _check_request(tasks, episodes_per_task, self.envs_per_task, seed)
+        tasks = _check_tasks(tasks, seed)
         shares = _shares(len(tasks), len(self.workers))
         state_ref = ray.put(dict(policy_state))
-        factory_ref = ray.put(policy_factory)
+        job_ref = ray.put(job)
 
         def submit(j: int) -> Any:
             start, stop = shares[j]
-            return self.workers[j].sample.remote(
-                factory_ref, state_ref, tasks[start:stop], start, int(episodes_per_task), int(seed)
-            )
+            return self.workers[j].run.remote(job_ref, state_ref, tasks[start:stop], start, int(seed))
 
         pending = {submit(j): j for j in range(len(shares))}
-        results: list[EpisodeBatch | None] = [None] * len(shares)
+        results: list[Any] = [None] * len(shares)
         failures = 0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.timeout)
@@ -464,8 +543,7 @@ class RaySampler:
                     ) from exc
                 self._replace_worker(j)
                 pending[submit(j)] = j
-        done = [r for r in results if r is not None]
-        return concatenate_batches(done, [start for start, _ in shares])
+        return [(start, result) for (start, _), result in zip(shares, results, strict=True)]
 
     def close(self) -> None:
         """Stop the workers, and the Ray instance if this sampler started it."""
