@@ -38,6 +38,12 @@ HumanoidDir    angle t ~ U[0, 2 pi)             1.25 (cos t, sin t) . v_com + al
 * Termination follows Gymnasium v5 (the published setups agree): never for HalfCheetah; Ant when
   the torso height leaves ``[0.2, 1.0]`` or the state is not finite; Humanoid when the height
   leaves ``[1.0, 2.0]``. The horizon is 200 steps (``max_episode_steps=`` changes it).
+* Actions are not clipped, as in Gymnasium: MuJoCo clamps the controls to the actuators' range (the
+  action space's bounds), and the control cost is taken on the action as given. An action so large
+  that the reward is not finite (its squared entries overflow the control cost: 1e308, or 3e38 in
+  float32) raises ``ValueError`` naming it (:func:`huge_action_error`) instead of returning an
+  infinite reward; the physics step has been taken (the batched env then needs a ``reset``). The check costs one ``math.isfinite`` on the
+  reward per step (one ``np.isfinite`` over the rewards in the batched env).
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ __all__ = [
     "HumanoidDirFamily",
     "MujocoTaskFamily",
     "check_env_kwargs",
+    "huge_action_error",
 ]
 
 TWO_PI = 2.0 * math.pi
@@ -136,6 +143,28 @@ class MujocoTaskFamily(TaskFamily):
         return make_mujoco_vector_env(self, tasks, envs_per_task)
 
 
+def huge_action_error(action: Any, reward: Any, action_space: Any, where: str = "action") -> ValueError:
+    """The error for an ``action`` after which the ``reward`` is not finite, naming its largest entry
+    (built only on that path; the check itself is one ``isfinite`` on the reward)."""
+    arr = np.asarray(action, dtype=np.float64)
+    flat = arr.reshape(-1)
+    i = int(np.argmax(np.abs(flat))) if flat.size else 0
+    entry = tuple(int(k) for k in np.unravel_index(i, arr.shape)) if arr.ndim > 1 else i
+    text = np.array2string(arr, threshold=20, precision=6, max_line_width=10**6)
+    with np.errstate(over="ignore"):
+        overflows = not np.isfinite(np.sum(np.square(flat)))
+    why = (
+        "the control cost (a weight times the sum of squared actions) overflows"
+        if overflows
+        else "the physics or a cost term diverged"
+    )
+    return ValueError(
+        f"{where} {text} makes the reward non-finite ({reward}): {why}; its largest entry is "
+        f"{entry}: {flat[i].item()!r}. MuJoCo clamps controls to the action space {action_space}, so clip "
+        f"actions to its bounds"
+    )
+
+
 class _TaskInfo:
     """Shared by the task envs below (put it after :class:`TaskEnv`): the family, the ``info`` keys
     that sum to the reward, and the task quantity reported after ``reset`` and every ``step``."""
@@ -177,6 +206,8 @@ class _TaskReward(_TaskInfo):
         reward = term
         for name in self._cost_terms:
             reward += info[name]
+        if not math.isfinite(reward):
+            raise huge_action_error(action, reward, self.action_space)  # type: ignore[attr-defined]
         info.update(self._task_info())
         return obs, float(reward), terminated, truncated, info
 
@@ -206,8 +237,11 @@ class HalfCheetahVelEnv(TaskEnv, _TaskInfo, HalfCheetahEnv):
         # x_velocity is the value Gymnasium reports as info["x_velocity"].
         forward = -self._forward_reward_weight * abs(x_velocity - self._velocity)
         ctrl_cost = self.control_cost(action)
+        reward = forward - ctrl_cost
+        if not math.isfinite(reward):
+            raise huge_action_error(action, reward, self.action_space)
         info = {"reward_forward": forward, "reward_ctrl": -ctrl_cost, "target_velocity": self._velocity}
-        return forward - ctrl_cost, info
+        return reward, info
 
     def _task_info(self) -> dict[str, Any]:
         return {"target_velocity": self._velocity}
@@ -239,8 +273,11 @@ class HalfCheetahDirEnv(TaskEnv, _TaskInfo, HalfCheetahEnv):
     def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, Any]]:
         forward = self._forward_reward_weight * self._direction * x_velocity
         ctrl_cost = self.control_cost(action)
+        reward = forward - ctrl_cost
+        if not math.isfinite(reward):
+            raise huge_action_error(action, reward, self.action_space)
         info = {"reward_forward": forward, "reward_ctrl": -ctrl_cost, "direction": self._direction}
-        return forward - ctrl_cost, info
+        return reward, info
 
     def _task_info(self) -> dict[str, Any]:
         return {"direction": self._direction}

@@ -429,8 +429,15 @@ class MujocoVectorEnv(BatchedTaskVectorEnv):
             rewards = terms[self._reward_terms[0]]
             for name in self._reward_terms[1:]:
                 rewards = rewards + terms[name]
+        rewards = np.asarray(rewards, dtype=np.float64)
+        if not np.isfinite(rewards).all():  # a huge action's control cost overflowed (envs/mujoco.py)
+            self._needs_reset = True
+            i = int(np.flatnonzero(~np.isfinite(rewards))[0])
+            raise fam.huge_action_error(
+                actions[i], rewards[i], self.single_action_space, f"sub-env {i}'s action"
+            )
         infos: dict[str, Any] = {**q, **terms, **{k: v.copy() for k, v in self._task_info.items()}}
-        return self._observe(slice(None)), np.asarray(rewards, dtype=np.float64), terminated, infos
+        return self._observe(slice(None)), rewards, terminated, infos
 
 
 def _copy_model(model: mujoco.MjModel) -> mujoco.MjModel:

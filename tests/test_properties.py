@@ -62,6 +62,19 @@ def assert_no_nan(*arrays: Any) -> None:
         assert not np.isnan(arr).any(), f"NaN leaked into an output: {arr}"
 
 
+def assert_finite(*arrays: Any) -> None:
+    """No NaN and no inf (an infinite reward turns advantages into NaN in training)."""
+    for value in arrays:
+        arr = np.asarray(value, dtype=np.float64)
+        assert np.isfinite(arr).all(), f"a non-finite value leaked into an output: {arr}"
+
+
+#: Single envs whose ``step`` is Gymnasium's own (metarl sets their dynamics only): a huge action
+#: gives Gymnasium's -inf reward there, as a check would cost every step a call layer; their batched
+#: env (what training uses) raises instead. See test_huge_action_in_rand_params_single_env.
+GYMNASIUM_STEP = tuple(f for f in FAMILIES if "RandParams" in f)
+
+
 # ------------------------------------------------------------------------------------ strategies
 FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
 WEIRD = st.one_of(
@@ -222,6 +235,8 @@ def test_single_env_actions_are_validated(family_id: str) -> None:
             expect_clear_error(exc)
             return
         assert_no_nan(obs, reward)
+        if family_id not in GYMNASIUM_STEP:
+            assert_finite(reward)
 
     check()
 
@@ -245,8 +260,82 @@ def test_vector_env_actions_are_validated(family_id: str, backend: str) -> None:
             expect_clear_error(exc)
             return
         assert_no_nan(obs, rewards)
+        if backend == "auto" or family_id not in GYMNASIUM_STEP:
+            assert_finite(rewards)
 
     check()
+
+
+# MuJoCo envs do not clip actions (Gymnasium's convention; MuJoCo clamps the controls): an action
+# out of bounds is accepted and pays the control cost of its unclipped value, unless that cost
+# overflows, which raises a ValueError naming the action instead of returning an infinite reward.
+MUJOCO_REWARD_FAMILIES = ["HalfCheetahVel-v0", "AntDir-v0", "HumanoidDir-v0"]
+
+
+@pytest.mark.parametrize("family_id", MUJOCO_REWARD_FAMILIES)
+@pytest.mark.parametrize("huge", [1e308, -1e308, np.float32(3e38)])
+def test_huge_action_in_mujoco_single_env_raises_naming_it(family_id: str, huge: Any) -> None:
+    env = single_env(family_id)
+    env.reset(seed=0)
+    action = np.zeros(env.action_space.shape, dtype=np.asarray(huge).dtype)
+    action[1] = huge
+    if family_id.startswith("Humanoid") and action.dtype == np.float32:
+        # Humanoid's cost reads data.ctrl (float64), where 3e38 squared is finite: accepted
+        _, reward, *_ = env.step(action)
+        assert math.isfinite(reward) and reward < -1e75
+        return
+    with pytest.raises(
+        ValueError, match=r"makes the reward non-finite.*largest entry is 1: -?(1e\+308|3\.\d*e\+38)"
+    ):
+        with np.errstate(over="ignore"):
+            env.step(action)
+    env.reset(seed=0)  # the env still works
+    assert_finite(env.step(np.zeros(env.action_space.shape))[1])
+
+
+@pytest.mark.parametrize("family_id", [*MUJOCO_REWARD_FAMILIES, "HopperRandParams-v0"])
+def test_huge_action_in_mujoco_batched_env_raises_naming_it(family_id: str) -> None:
+    vec = vector_env(family_id)
+    assert type(vec).__name__ == "MujocoVectorEnv"
+    vec.reset(seed=0)
+    actions = np.zeros(vec.action_space.shape)
+    actions[1, -1] = 1e308
+    with pytest.raises(ValueError, match=r"sub-env 1's action .* non-finite.*largest entry is \d+: 1e\+308"):
+        with np.errstate(over="ignore"):
+            vec.step(actions)
+    with pytest.raises(metarl.TaskNotSetError, match="reset"):  # its step was cut short
+        vec.step(np.zeros(vec.action_space.shape))
+    vec.reset(seed=0)
+    assert_finite(vec.step(np.zeros(vec.action_space.shape))[1])
+
+
+@pytest.mark.parametrize("family_id", [*MUJOCO_REWARD_FAMILIES, "HopperRandParams-v0"])
+def test_out_of_bounds_mujoco_actions_pay_their_unclipped_control_cost(family_id: str) -> None:
+    """5x the bounds: accepted, the same reward in the single and the batched env, and the control
+    cost of the action as given (Gymnasium's convention), not of the clipped one."""
+    fam = family(family_id)
+    vec = metarl.make_vec(fam, fam.train[:1])
+    env = fam.make_env(fam.train[0])
+    action = 5.0 * np.asarray(env.action_space.high, dtype=np.float64)
+    action[0] = -action[0]
+    env.reset(seed=3)
+    _, reward, _, _, info = env.step(action)
+    vec.reset(seed=3)
+    _, rewards, _, _, infos = vec.step(action[None])
+    assert math.isfinite(reward) and rewards[0] == reward
+    if not family_id.startswith("Humanoid"):  # Humanoid's cost reads data.ctrl (the same values)
+        weight = env.unwrapped._ctrl_cost_weight
+        assert info["reward_ctrl"] == -weight * np.sum(np.square(action))
+        assert infos["reward_ctrl"][0] == info["reward_ctrl"]
+
+
+@pytest.mark.xfail(strict=True, reason="a RandParams single env steps with Gymnasium's own step: -inf")
+def test_huge_action_in_rand_params_single_env() -> None:
+    env = single_env("HopperRandParams-v0")
+    env.reset(seed=0)
+    with np.errstate(over="ignore"):
+        _, reward, *_ = env.step(np.full(env.action_space.shape, 1e308))
+    assert_finite(reward)
 
 
 # ------------------------------------------------------------------------------------ arguments
