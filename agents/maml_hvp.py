@@ -21,8 +21,10 @@ third-order terms that multiply zero. Several inner steps chain: ``A = A_n ... A
 
 Optionally (``hvp_subsample < 1``) the Gauss-Newton product uses a random subset of the
 validation steps, as rllab's ``ConjugateGradientOptimizer(subsample_factor=...)`` does for TRPO
-(Duan et al. 2016, "Benchmarking Deep RL for Continuous Control"); the gradient, the step size and
-the line search still use every step.
+(Duan et al. 2016, "Benchmarking Deep RL for Continuous Control"), and ``A_k`` built from a random
+subset of each inner batch's steps (``H_in,k`` estimated on fewer steps). The product stays a
+positive semi-definite curvature matrix for any ``A_k``; the gradient, the adapted parameters and
+the line search (which checks the exact KL bound) still use every step.
 """
 
 from __future__ import annotations
@@ -116,6 +118,9 @@ class BatchedOuterStep:
         valid: the post-adaptation batch.
         second_order: differentiate through the inner gradients (False: first-order MAML).
         hvp_data: the validation steps used by the KL Hessian products (default: ``valid``).
+        hvp_inner_data: per inner step, the steps whose inner Hessian ``H_in`` the KL Hessian
+            products use in ``A = I - alpha H_in`` (default: ``inner_data``); each at the same input
+            parameters as the full batch's step.
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class BatchedOuterStep:
         *,
         second_order: bool,
         hvp_data: TaskTensors | None = None,
+        hvp_inner_data: Sequence[TaskTensors] | None = None,
     ) -> None:
         self.policy = policy
         self.names = [n for n, _ in policy.named_parameters()]
@@ -135,12 +141,27 @@ class BatchedOuterStep:
         self.alphas = [step_sizes[n] for n in self.names]
         # One (leaves, inner gradient with its graph) pair per inner step, each at its own input.
         self.steps: list[tuple[list[Tensor], tuple[Tensor, ...]]] = []
+        # The same for the Hessian products, on a subset of each inner batch (hvp_inner_data).
+        self.hvp_steps = self.steps
+        if hvp_inner_data is not None and second_order:
+            if len(hvp_inner_data) != len(inner_data):
+                raise ValueError(
+                    f"hvp_inner_data has {len(hvp_inner_data)} batches, inner_data {len(inner_data)}"
+                )
+            self.hvp_steps = []
         params = [p.detach().expand(self.K, *p.shape) for p in self.shapes]
-        for data in inner_data:
+        for i, data in enumerate(inner_data):
             leaves = [p.detach().requires_grad_(True) for p in params]
             with torch.enable_grad():
                 loss = batched_inner_losses(policy, dict(zip(self.names, leaves, strict=True)), data).sum()
                 grads = torch.autograd.grad(loss, leaves, create_graph=second_order)
+                if second_order and self.hvp_steps is not self.steps:
+                    assert hvp_inner_data is not None
+                    sub_leaves = [p.detach().requires_grad_(True) for p in params]
+                    sub = batched_inner_losses(policy, self._named(sub_leaves), hvp_inner_data[i]).sum()
+                    self.hvp_steps.append(
+                        (sub_leaves, torch.autograd.grad(sub, sub_leaves, create_graph=True))
+                    )
             if second_order:
                 self.steps.append((leaves, grads))
             params = [(p - a * g).detach() for p, a, g in zip(leaves, self.alphas, grads, strict=True)]
@@ -172,9 +193,16 @@ class BatchedOuterStep:
         with torch.no_grad():
             return batched_forward(self.policy, self._named(params), obs)
 
-    def _through_inner(self, v: list[Tensor], transpose: bool) -> list[Tensor]:
-        """``A v`` (or ``A^T v``) with ``A_i = I - alpha H_in,i`` per task, chained over inner steps."""
-        order = reversed(self.steps) if transpose else iter(self.steps)
+    def _through_inner(
+        self,
+        v: list[Tensor],
+        transpose: bool,
+        steps: list[tuple[list[Tensor], tuple[Tensor, ...]]] | None = None,
+    ) -> list[Tensor]:
+        """``A v`` (or ``A^T v``) with ``A_i = I - alpha H_in,i`` per task, chained over inner steps
+        (``steps``: the inner gradients' graphs to differentiate, default the full batches')."""
+        steps = self.steps if steps is None else steps
+        order = reversed(steps) if transpose else iter(steps)
         for leaves, grads in order:
             if transpose:  # A_i^T w = w - H_i (alpha w), H_i symmetric
                 hv = torch.autograd.grad(grads, leaves, [a * x for a, x in zip(self.alphas, v, strict=True)],
@@ -185,10 +213,15 @@ class BatchedOuterStep:
                 v = [x - a * h for x, a, h in zip(v, self.alphas, hv, strict=True)]
         return v
 
-    def _pull_back(self, dist: DistParams, cotangent: Sequence[Tensor]) -> Tensor:
+    def _pull_back(
+        self,
+        dist: DistParams,
+        cotangent: Sequence[Tensor],
+        steps: list[tuple[list[Tensor], tuple[Tensor, ...]]] | None = None,
+    ) -> Tensor:
         """``A^T J^T u`` summed over tasks, as one flat vector of the meta-parameters."""
         w = list(torch.autograd.grad(dist, self.adapted_leaves, list(cotangent), retain_graph=True))
-        return flatten([x.sum(0) for x in self._through_inner(w, transpose=True)])
+        return flatten([x.sum(0) for x in self._through_inner(w, transpose=True, steps=steps)])
 
     def loss_and_gradient(self) -> tuple[float, Tensor]:
         """The surrogate at the current parameters (ratio 1) and its meta-gradient."""
@@ -200,9 +233,11 @@ class BatchedOuterStep:
 
     def kl_hvp(self, v: Tensor, damping: float = 0.0) -> Tensor:
         """``(H_KL + damping I) v`` at the current parameters, in Gauss-Newton form."""
-        u = self._through_inner([x.expand(self.K, *x.shape) for x in unflatten(v, self.shapes)], False)
+        u = self._through_inner(
+            [x.expand(self.K, *x.shape) for x in unflatten(v, self.shapes)], False, self.hvp_steps
+        )
         ju = jvp(lambda *q: batched_forward(self.policy, self._named(q), self.hvp_data.obs),
                     tuple(self.adapted), tuple(u))[1]  # fmt: skip
         mu = torch.autograd.grad(self._kl_grad, self._kl_dist, list(ju), retain_graph=True)
         assert self.hvp_dist is not None
-        return self._pull_back(self.hvp_dist, mu) + damping * v
+        return self._pull_back(self.hvp_dist, mu, self.hvp_steps) + damping * v

@@ -462,7 +462,7 @@ class _ValidationLog:
     def record(self, iteration: int, env_steps: int, scores: list[float]) -> bool:
         """Log ``scores``; return whether the last one is a new best."""
         assert self._file is not None
-        row = {"iteration": iteration, "env_steps": env_steps}
+        row: dict[str, float] = {"iteration": iteration, "env_steps": env_steps}
         row |= {f"return_step{k}": v for k, v in enumerate(scores)}
         self._writer.writerow(row)
         self._file.flush()

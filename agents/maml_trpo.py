@@ -131,9 +131,12 @@ class MAMLTRPOConfig:
     :mod:`metarl.agents.maml_hvp`: KL Hessian products in Gauss-Newton form, a line search without
     graphs). The same algorithm; see benchmarks/maml_iteration for speed."""
     hvp_subsample: float = 1.0
-    """Fraction of the post-adaptation steps used by the KL Hessian-vector products (1.0: all, the
-    paper's algorithm). Below 1 (e.g. 0.2; opt-in, needs task_batching="batched") a random subset,
-    as rllab's TRPO ``subsample_factor`` (Duan et al. 2016); gradient and line search use all steps."""
+    """Fraction of the steps used by the KL Hessian-vector products (1.0: all, the paper's
+    algorithm). Below 1 (e.g. 0.2; opt-in, needs task_batching="batched") the products use a random
+    subset of the post-adaptation steps, as rllab's TRPO ``subsample_factor`` (Duan et al. 2016) and
+    OpenAI Baselines' TRPO (every 5th step) do, and the same fraction of each inner batch's steps for
+    the inner Hessian in the chain rule through the inner step; the gradient, the adapted policy and
+    the line search (with its exact KL check) use all steps. See agents/maml_hvp.py."""
     time_budget_s: float | None = None
     """Stop early (with a final checkpoint) once training has run this many seconds (None: no limit)."""
     run_dir: str = "runs/maml_trpo"
@@ -497,13 +500,14 @@ class MAMLTRPO:
     ) -> dict[str, float]:
         cfg = self.config
         theta = self.meta_parameters()
-        hvp_data = None
+        hvp_data = hvp_inner = None
         if cfg.hvp_subsample < 1.0:
             generator = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
             hvp_data = subsample_steps(valid, cfg.hvp_subsample, generator)
+            hvp_inner = [subsample_steps(d, cfg.hvp_subsample, generator) for d in inner_data]
         sizes = {n: float(a) for n, a in self.inner_step_sizes().items()}
-        outer = BatchedOuterStep(self.policy, sizes, inner_data, valid,
-                                 second_order=not cfg.first_order, hvp_data=hvp_data)  # fmt: skip
+        outer = BatchedOuterStep(self.policy, sizes, inner_data, valid, second_order=not cfg.first_order,
+                                 hvp_data=hvp_data, hvp_inner_data=hvp_inner)  # fmt: skip
         loss_before, grad = outer.loss_and_gradient()
         hvp = functools.partial(outer.kl_hvp, damping=cfg.cg_damping)
         direction, h_direction = conjugate_gradient_with_product(hvp, grad, cfg.cg_iters)

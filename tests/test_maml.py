@@ -276,7 +276,7 @@ def test_batched_meta_step_takes_the_loops_step() -> None:
     torch.testing.assert_close(p_b, p_loop, rtol=1e-5, atol=1e-6)
 
 
-def test_hvp_subsample_uses_a_renormalised_subset_of_the_validation_steps() -> None:
+def test_hvp_subsample_uses_a_renormalised_subset_of_the_validation_and_inner_steps() -> None:
     policy, inner, _, valid = float32_problem()
     sub = subsample_steps(valid, 0.5, torch.Generator().manual_seed(0))
     assert sub.obs.shape[1] == 20
@@ -288,6 +288,21 @@ def test_hvp_subsample_uses_a_renormalised_subset_of_the_validation_steps() -> N
     torch.testing.assert_close(outer.kl_hvp(v), on_subset.kl_hvp(v))
     torch.testing.assert_close(outer.loss_and_gradient()[1], BatchedOuterStep(
         policy, sizes, [inner], valid, second_order=True).loss_and_gradient()[1])  # fmt: skip
+    # A = I - alpha H_in from a subset of the inner steps: the same product when the "subset" is
+    # the whole batch; otherwise a different, still symmetric positive semi-definite, matrix
+    same = BatchedOuterStep(
+        policy, sizes, [inner], valid, second_order=True, hvp_data=sub, hvp_inner_data=[inner]
+    )
+    torch.testing.assert_close(same.kl_hvp(v), outer.kl_hvp(v))
+    sub_in = subsample_steps(inner, 0.5, torch.Generator().manual_seed(2))
+    both = BatchedOuterStep(
+        policy, sizes, [inner], valid, second_order=True, hvp_data=sub, hvp_inner_data=[sub_in]
+    )
+    u = torch.randn(v.shape, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(both.kl_hvp(v), outer.kl_hvp(v))
+    torch.testing.assert_close(u @ both.kl_hvp(v), v @ both.kl_hvp(u), rtol=1e-4, atol=1e-7)
+    assert v @ both.kl_hvp(v) >= 0 and u @ both.kl_hvp(u) >= 0
+    torch.testing.assert_close(both.loss_and_gradient()[1], outer.loss_and_gradient()[1])
     algo = MAMLTRPO(policy, config(task_batching="batched", hvp_subsample=0.2, max_kl=1e-3))
     assert algo.meta_step([inner], valid, torch.Generator().manual_seed(0))["kl"] <= 1e-3
     with pytest.raises(ValueError, match="hvp_subsample"):
