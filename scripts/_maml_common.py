@@ -17,7 +17,9 @@ __all__ = ["LOCOMOTION", "run"]
 #: per meta-batch, 20 episodes per task and inner step, one inner step of size 0.1, TRPO with KL
 #: bound 0.01 (conjugate gradient 10 iterations, damping 1e-5; line search 15 steps, ratio 0.8),
 #: a Gaussian policy with two hidden layers of 100 ReLU units, up to 500 meta-iterations. The
-#: horizon is the family's (200 in the paper). Each locomotion script replaces only what differs.
+#: horizon is the family's (200 in the paper). The validation tasks are meta-tested every 10
+#: iterations and the best initialisation is kept in best.pt (the paper evaluated "the model with
+#: the best average return during training"). Each locomotion script replaces only what differs.
 LOCOMOTION = MAMLTRPOConfig(
     meta_iterations=500,
     meta_batch_size=40,
@@ -33,12 +35,13 @@ LOCOMOTION = MAMLTRPOConfig(
     cg_damping=1e-5,
     ls_max_steps=15,
     ls_backtrack_ratio=0.8,
+    eval_every=10,
 )
 
 
 def run(config: MAMLTRPOConfig) -> None:
-    """Parse ``--seed``, ``--iterations``, ``--run-dir``, ``--time-budget-s``, ``--threads`` and
-    ``--resume``, then train ``config`` with them applied."""
+    """Parse ``--seed``, ``--iterations``, ``--run-dir``, ``--time-budget-s``, ``--threads``,
+    ``--hvp-subsample``, ``--eval-every`` and ``--resume``, then train ``config`` with them applied."""
 
     def main(
         seed: Annotated[int, typer.Option(help="Run seed.")] = config.seed,
@@ -50,6 +53,13 @@ def run(config: MAMLTRPOConfig) -> None:
             float, typer.Option(help="Stop after this many seconds (0: no limit).")
         ] = 0.0,
         threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+        hvp_subsample: Annotated[
+            float, typer.Option(help="Fraction of steps in the KL Hessian products (1: exact, the paper's).")
+        ] = config.hvp_subsample,
+        eval_every: Annotated[
+            int,
+            typer.Option(help="Meta-test the validation tasks every N iterations; keep best.pt (0: off)."),
+        ] = config.eval_every,
         resume: Annotated[bool, typer.Option(help="Continue from the newest valid checkpoint.")] = False,
     ) -> None:
         torch.set_num_threads(threads)
@@ -59,6 +69,8 @@ def run(config: MAMLTRPOConfig) -> None:
             meta_iterations=iterations,
             run_dir=run_dir or f"runs/maml_trpo/{config.family}/seed{seed}",
             time_budget_s=time_budget_s or None,
+            hvp_subsample=hvp_subsample,
+            eval_every=eval_every,
         )
         print(cfg.to_json())
         train(cfg, resume=resume)

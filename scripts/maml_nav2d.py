@@ -2,7 +2,8 @@
 
 20 tasks per meta-batch, 20 episodes per task and inner step, horizon 100, one inner step of size
 0.1, TRPO with KL bound 0.01. Policy (64, 64) tanh (the reference port's setting; the paper used
-(100, 100) ReLU) - half the cost per iteration on CPU.
+(100, 100) ReLU) - half the cost per iteration on CPU. The validation tasks are meta-tested every
+10 iterations and the best initialisation is kept in best.pt.
 
     python scripts/maml_nav2d.py --seed 0 [--resume]
 """
@@ -27,6 +28,7 @@ CONFIG = MAMLTRPOConfig(
     cg_damping=1e-5,
     ls_max_steps=15,
     ls_backtrack_ratio=0.8,
+    eval_every=10,
 )
 
 if __name__ == "__main__":
