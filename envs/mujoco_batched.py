@@ -1,11 +1,11 @@
 """Native batched vector envs for metarl's MuJoCo families, bit-identical to the single envs.
 
 :class:`MujocoVectorEnv` runs every sub-env of a MuJoCo family in one
-:class:`~metarl.envs.mujoco_physics.BatchedPhysics` (one ``MjData`` per sub-env, stepped by a
-persistent thread pool) and computes observations, every reward term, healthy terminations and
-Gymnasium v5's reset noise in vectorised numpy, in the same floating-point order as the single
-env, so for the same tasks, seeds and actions it returns exactly the single env's observations,
-rewards, terminations and truncations (the contract tests compare them for equality).
+:class:`~metarl.envs.mujoco_physics.BatchedPhysics` (every sub-env's integration state in one
+array, stepped by a persistent thread pool) and computes observations, every reward term, healthy
+terminations and Gymnasium v5's reset noise in vectorised numpy, in the same floating-point order
+as the single env, so for the same tasks, seeds and actions it returns exactly the single env's
+observations, rewards, terminations and truncations (the contract tests compare them for equality).
 
 Supported robots: Gymnasium v5's HalfCheetah, Hopper, Walker2d, Ant and Humanoid, for the
 reward/goal families of :mod:`metarl.envs.mujoco` (HalfCheetahVel/Dir, AntVel/Dir/Dir2D/Goal,

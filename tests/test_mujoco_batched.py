@@ -23,6 +23,8 @@ SPLITS = {"train": 6, "validation": 2, "test": 4}
 # Ant); the healthy-terminating robots terminate at different steps in different sub-envs.
 CASES = [
     ("HalfCheetahVel-v0", 260, 120),
+    # 1200 steps, 1000 in one episode: the solver's warm start must carry over exactly throughout.
+    ("HalfCheetahVel-v0", 1200, 1000),
     ("HalfCheetahDir-v0", 120, 50),
     ("AntDir-v0", 200, 90),
     ("AntVel-v0", 120, 60),
@@ -122,3 +124,11 @@ def test_physics_threads_do_not_change_results() -> None:
         phys.close()
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
+
+
+def test_models_of_different_robots_are_rejected() -> None:
+    """Sub-envs share one scratch ``MjData`` per thread, so their models must have one size."""
+    cheetah = metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS).make_env().unwrapped.model
+    ant = metarl.make_family("AntDir-v0", split_sizes=SPLITS).make_env().unwrapped.model
+    with pytest.raises(ValueError, match="one size"):
+        BatchedPhysics([cheetah, ant], 5, {"qpos": ("qpos", None)}, num_threads=1)
