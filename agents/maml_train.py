@@ -89,6 +89,7 @@ def build(config: MAMLTRPOConfig, family: TaskFamily | None = None) -> tuple[MAM
         config.nonlinearity,
         config.init_std,
         generator,
+        normalize_actions=config.normalize_actions,
     )
     env.close()
     return MAMLTRPO(policy, config), generator
@@ -176,7 +177,9 @@ def sampler_meta_iteration(
     workers. ``generator`` is used only by the TRPO step (``hvp_subsample``).
     """
     cfg = algo.config
-    factory = TaskPolicyFactory(tuple(cfg.hidden_sizes), cfg.nonlinearity)
+    factory = TaskPolicyFactory(
+        tuple(cfg.hidden_sizes), cfg.nonlinearity, normalize_actions=cfg.normalize_actions
+    )
 
     def sample(params: Params | None, seed: int) -> EpisodeBatch:
         source = params if params is not None else algo.policy.params()

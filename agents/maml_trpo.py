@@ -98,7 +98,13 @@ class MAMLTRPOConfig:
     nonlinearity: str = "tanh"
     """Hidden nonlinearity, "tanh" or "relu" (the paper uses relu)."""
     init_std: float = 1.0
-    """Initial standard deviation of the Gaussian policy."""
+    """Initial standard deviation of the Gaussian policy (in normalised units with normalize_actions)."""
+    normalize_actions: bool = False
+    """Parametrise the Gaussian policy in units of the action box scaled to [-1, 1], as rllab's
+    ``normalize(env)`` around the MAML reference code's environments does (see
+    ``GaussianMLPPolicy(action_bounds=...)``). A no-op for boxes that are already [-1, 1] (the MuJoCo
+    locomotion families); for Navigation2D's [-0.1, 0.1] it makes one inner step of size alpha move
+    the action mean 100 times less than in raw units."""
     inner_steps: int = 1
     """Inner gradient steps during meta-training (each on freshly sampled episodes)."""
     inner_lr: float = 0.1
@@ -187,7 +193,7 @@ class MAMLTRPOConfig:
         check_real(own, "ray_cpus_per_worker", self.ray_cpus_per_worker)
         if not self.ray_cpus_per_worker > 0:
             raise ValueError(f"{own}.ray_cpus_per_worker must be positive, got {self.ray_cpus_per_worker!r}")
-        for name in ("meta_sgd", "first_order", "normalize_advantages"):
+        for name in ("meta_sgd", "first_order", "normalize_advantages", "normalize_actions"):
             check_bool(own, name, getattr(self, name))
         check_int(own, "seed", self.seed, minimum=0)
         check_int(own, "inner_steps", self.inner_steps, minimum=0)

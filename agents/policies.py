@@ -119,7 +119,15 @@ class GaussianMLPPolicy(MLPPolicy):
         act_dim: action size.
         hidden_sizes: widths of the hidden layers.
         nonlinearity: ``"tanh"`` or ``"relu"``.
-        init_std: initial standard deviation (1.0 in the MAML reference configs).
+        init_std: initial standard deviation (1.0 in the MAML reference configs), in the units of
+            the normalised actions when ``action_bounds`` is given.
+        action_bounds: ``(low, high)`` of a bounded action box to parametrise the Gaussian in units
+            of ``[-1, 1]`` (rllab's ``normalize(env)``, which the MAML reference code wraps around its
+            environments): the distribution over environment actions is
+            ``N(center + half * mlp(obs), (half * exp(log_std))^2)`` with ``center = (high + low) / 2``
+            and ``half = (high - low) / 2``. Actions, log-probabilities and KLs stay in environment
+            units (the log-density differs from the normalised one by a constant); only the
+            parametrisation, and so every gradient step's effect, changes. ``None``: no scaling.
     """
 
     def __init__(
@@ -129,16 +137,35 @@ class GaussianMLPPolicy(MLPPolicy):
         hidden_sizes: Sequence[int] = (64, 64),
         nonlinearity: str = "tanh",
         init_std: float = 1.0,
+        action_bounds: tuple[Any, Any] | None = None,
     ) -> None:
         super().__init__()
         if not init_std > 0:
             raise ValueError(f"init_std must be positive, got {init_std!r}")
         self.mlp = _mlp(obs_dim, act_dim, hidden_sizes, nonlinearity)
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
+        # plain CPU tensors, not buffers: checkpoints and functional calls see only the parameters
+        self.action_center: Tensor | None = None
+        self.action_half: Tensor | None = None
+        self.log_action_half: Tensor | None = None
+        if action_bounds is not None:
+            low = np.broadcast_to(np.asarray(action_bounds[0], dtype=np.float64), (act_dim,))
+            high = np.broadcast_to(np.asarray(action_bounds[1], dtype=np.float64), (act_dim,))
+            if not (np.isfinite(low).all() and np.isfinite(high).all() and (high > low).all()):
+                raise ValueError(f"action_bounds must be finite with high > low, got {action_bounds!r}")
+            self.action_center = torch.tensor((high + low) / 2, dtype=torch.float32, device="cpu")
+            self.action_half = torch.tensor((high - low) / 2, dtype=torch.float32, device="cpu")
+            self.log_action_half = torch.log(self.action_half)
+
+    def scale_dist(self, h: Tensor, log_std: Tensor) -> DistParams:
+        """Distribution parameters from the network output and ``log_std`` (see ``action_bounds``)."""
+        if self.action_half is None:
+            return h, log_std.expand_as(h)
+        assert self.action_center is not None and self.log_action_half is not None
+        return self.action_center + self.action_half * h, (log_std + self.log_action_half).expand_as(h)
 
     def forward(self, obs: Tensor) -> DistParams:
-        mean = self.mlp(obs)
-        return mean, self.log_std.expand_as(mean)
+        return self.scale_dist(self.mlp(obs), self.log_std)
 
     def log_prob(self, dist: DistParams, actions: Tensor) -> Tensor:
         mean, log_std = dist
@@ -200,16 +227,24 @@ def make_policy(
     nonlinearity: str = "tanh",
     init_std: float = 1.0,
     generator: torch.Generator | None = None,
+    normalize_actions: bool = False,
 ) -> MLPPolicy:
     """A Gaussian policy for ``Box`` actions, a categorical one for ``Discrete`` actions, initialised
-    from ``generator`` when given (see :meth:`MLPPolicy.reset_parameters`)."""
+    from ``generator`` when given (see :meth:`MLPPolicy.reset_parameters`). ``normalize_actions``
+    parametrises the Gaussian in units of the box scaled to ``[-1, 1]`` (``action_bounds`` of
+    :class:`GaussianMLPPolicy`); it needs a bounded box and is ignored for discrete actions."""
     if not isinstance(observation_space, gym.spaces.Box):
         raise TypeError(f"MLP policies need a Box observation space, got {observation_space}")
     obs_dim = int(np.prod(observation_space.shape))
     policy: MLPPolicy
     if isinstance(action_space, gym.spaces.Box):
+        bounds = None
+        if normalize_actions:
+            if not action_space.is_bounded("both"):
+                raise ValueError(f"normalize_actions needs a bounded Box action space, got {action_space}")
+            bounds = (action_space.low.reshape(-1), action_space.high.reshape(-1))
         policy = GaussianMLPPolicy(
-            obs_dim, int(np.prod(action_space.shape)), hidden_sizes, nonlinearity, init_std
+            obs_dim, int(np.prod(action_space.shape)), hidden_sizes, nonlinearity, init_std, bounds
         )
     elif isinstance(action_space, gym.spaces.Discrete):
         policy = CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, nonlinearity)
@@ -241,7 +276,7 @@ def batched_forward(policy: MLPPolicy, params: Mapping[str, Tensor], obs: Tensor
         else:
             h = module(h)
     if isinstance(policy, GaussianMLPPolicy):
-        return h, params["log_std"].unsqueeze(-2).expand_as(h)
+        return policy.scale_dist(h, params["log_std"].unsqueeze(-2))
     if isinstance(policy, CategoricalMLPPolicy):
         return (torch.log_softmax(h, dim=-1),)
     raise TypeError(
@@ -384,15 +419,16 @@ class TaskPolicyFactory:
         hidden_sizes: widths of the hidden layers.
         nonlinearity: ``"tanh"`` or ``"relu"``.
         deterministic: act with the distribution's mode.
+        normalize_actions: see :func:`make_policy`.
     """
 
     hidden_sizes: tuple[int, ...]
     nonlinearity: str = "tanh"
     deterministic: bool = False
+    normalize_actions: bool = False
 
     def __call__(self, policy_state: Mapping[str, Any], context: Any) -> TaskPolicySampler:
         with torch.device("meta"):
-            policy = make_policy(
-                context.observation_space, context.action_space, self.hidden_sizes, self.nonlinearity
-            )
+            policy = make_policy(context.observation_space, context.action_space, self.hidden_sizes,
+                                 self.nonlinearity, normalize_actions=self.normalize_actions)  # fmt: skip
         return TaskPolicySampler(policy, policy_state, context, deterministic=self.deterministic)

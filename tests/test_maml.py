@@ -37,7 +37,7 @@ from metarl.agents.maml_trpo import (
     load_learner,
     map_tasks,
 )
-from metarl.agents.policies import GaussianMLPPolicy, PolicySampler, make_policy
+from metarl.agents.policies import GaussianMLPPolicy, PolicySampler, batched_forward, make_policy
 from metarl.agents.trpo import (
     backtracking_line_search,
     conjugate_gradient,
@@ -486,3 +486,62 @@ def test_cli_train_and_load_learner_meta_test_on_navigation(tmp_path) -> None:  
     cfg_file.write_text(json.dumps({"meta_iteration": 1}))
     with pytest.raises(ValueError, match="meta_iteration"):
         cli_train("Navigation2D-v0", cfg_file, False, tmp_path / "run2", None)
+
+
+# --------------------------------------------------------------------- normalised action boxes
+def test_normalized_actions_parametrise_the_gaussian_in_units_of_the_box() -> None:
+    low, high = np.array([-0.1, 0.0]), np.array([0.1, 2.0])
+    scaled = GaussianMLPPolicy(3, 2, (8,), "tanh", init_std=0.5, action_bounds=(low, high))
+    plain = GaussianMLPPolicy(3, 2, (8,), "tanh", init_std=0.5)
+    plain.load_state_dict(scaled.state_dict())  # same parameters, no scaling
+    obs = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    (m, ls), (m0, ls0) = scaled(obs), plain(obs)
+    half, center = torch.tensor([0.1, 1.0]), torch.tensor([0.0, 1.0])
+    torch.testing.assert_close(m, center + half * m0)
+    torch.testing.assert_close(ls, ls0 + torch.log(half))
+    # the log-density of an environment action is the normalised one minus log|half| (a constant)
+    acts = torch.randn(5, 2, generator=torch.Generator().manual_seed(1)) * half + center
+    torch.testing.assert_close(
+        scaled.log_prob((m, ls), acts),
+        plain.log_prob((m0, ls0), (acts - center) / half) - torch.log(half).sum(),
+    )
+    # so the REINFORCE gradient is the normalised-space one (rllab's normalize(env))
+    g1 = torch.autograd.grad(scaled.log_prob(scaled(obs), acts).sum(), list(scaled.parameters()))
+    g0 = torch.autograd.grad(
+        plain.log_prob(plain(obs), (acts - center) / half).sum(), list(plain.parameters())
+    )
+    for a, b in zip(g1, g0, strict=True):
+        torch.testing.assert_close(a, b)
+    params = {n: p.detach().expand(4, *p.shape) for n, p in scaled.named_parameters()}
+    for a, b in zip(batched_forward(scaled, params, obs.expand(4, 5, 3)), scaled(obs), strict=True):
+        torch.testing.assert_close(a, b.expand(4, 5, 2))
+
+
+def test_normalize_actions_needs_a_bounded_box_and_reaches_sampler_workers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gymnasium as gym
+
+    from metarl.agents.policies import TaskPolicyFactory
+
+    unbounded = gym.spaces.Box(-np.inf, np.inf, (2,))
+    with pytest.raises(ValueError, match="bounded"):
+        make_policy(gym.spaces.Box(-1, 1, (3,)), unbounded, (8,), normalize_actions=True)
+    cfg = tiny_config(tmp_path, normalize_actions=True, meta_iterations=1)
+    algo, _ = build(cfg)
+    assert isinstance(algo.policy, GaussianMLPPolicy) and algo.policy.action_half is not None
+    torch.testing.assert_close(algo.policy.action_half, torch.full((2,), 0.1))
+    env = metarl.make_family(cfg.family).make_env()
+
+    class Context:  # what a sampler worker passes to the factory
+        observation_space, action_space = env.observation_space, env.action_space
+        envs_per_task, task_indices = 1, [0]
+
+        @staticmethod
+        def task_seeds() -> list[int]:
+            return [0]
+
+    sampler = TaskPolicyFactory((8, 8), "tanh", normalize_actions=True)(
+        {n: p.detach() for n, p in algo.policy.named_parameters()}, Context()
+    )
+    assert sampler.policy.action_half is not None
+    torch.testing.assert_close(sampler.policy.action_half, algo.policy.action_half)
+    train(cfg, progress=False)  # trains end to end
