@@ -268,15 +268,30 @@ def _all_finite(arr: np.ndarray) -> bool:
     return b"\x00" not in np.isfinite(arr).tobytes()
 
 
+# Module-level names for TaskWrapper.step's fast path (a global load, not an attribute lookup).
+_NDARRAY = np.ndarray
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+_isfinite = math.isfinite
+
+
 def _shorten(value: Any) -> str:
-    text = repr(value)
+    """``repr(value)`` on one line, cut at 200 characters."""
+    text = " ".join(repr(value).split())
     return text if len(text) <= 200 else text[:200] + "..."
 
 
 class TaskWrapper(gym.Wrapper):
     """The outermost wrapper of every family env: task handling, ``info["task_id"]``, input checks,
     and reset-before-step (``ResetNeeded``, as Gymnasium's ``OrderEnforcing``, in the same layer so
-    a step pays for one wrapper, not two)."""
+    a step pays for one wrapper, not two).
+
+    Box actions are checked on every step, each failure a ``TypeError`` or ``ValueError`` that
+    shows the action: numbers (dtype bool, int, uint or float), the space's shape, every entry
+    finite. A float32 or float64 ndarray of a 1-D space's shape takes a fast path (identity and
+    shape comparisons and one sum of its entries); anything else, and any action the fast path
+    cannot clear, goes through the full checks.
+    """
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
@@ -285,6 +300,10 @@ class TaskWrapper(gym.Wrapper):
         self._task_env: TaskEnv = env.unwrapped
         space = env.action_space
         self._box_shape = space.shape if isinstance(space, gym.spaces.Box) else None
+        # The fast path's shape: 1-D boxes only, whose ``tolist()`` is a flat list of numbers.
+        self._fast_shape = (
+            self._box_shape if self._box_shape is not None and len(self._box_shape) == 1 else None
+        )
         self._needs_reset = True
 
     def _require_task(self, what: str) -> Task:
@@ -309,20 +328,32 @@ class TaskWrapper(gym.Wrapper):
         info["task_id"] = task.task_id
         return obs, info
 
+    def _check_action(self, action: Any) -> None:
+        """The full checks of a Box action; raise ``TypeError`` or ``ValueError`` naming it."""
+        arr = action if type(action) is np.ndarray else np.asarray(action)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"action must be numbers, got dtype {arr.dtype}: {_shorten(action)}")
+        if arr.shape != self._box_shape:
+            raise ValueError(f"action has shape {arr.shape}, expected {self._box_shape}: {_shorten(action)}")
+        if not _all_finite(arr):
+            raise ValueError(f"action must be finite, got {_shorten(action)}")
+
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         task = self._task_env._task
         if task is None:
             task = self._require_task("step()")
         if self._needs_reset:
             raise ResetNeeded("Cannot call env.step() before calling env.reset()")
-        if self._box_shape is not None:
-            arr = action if type(action) is np.ndarray else np.asarray(action)
-            if arr.dtype.kind not in "biuf":
-                raise TypeError(f"action must be numbers, got dtype {arr.dtype}: {_shorten(action)}")
-            if arr.shape != self._box_shape:
-                raise ValueError(f"action has shape {arr.shape}, expected {self._box_shape}")
-            if not _all_finite(arr):
-                raise ValueError(f"action must be finite, got {arr}")
+        if self._box_shape is not None and not (
+            # The fast path: exactly a float32/float64 ndarray of the 1-D shape, whose entries have
+            # a finite sum. NaN and inf propagate into a sum, so a finite sum proves every entry
+            # finite; a non-finite one (or an overflow of finite entries) goes to the full checks.
+            type(action) is _NDARRAY
+            and ((dtype := action.dtype) is _FLOAT32 or dtype is _FLOAT64)
+            and action.shape == self._fast_shape
+            and _isfinite(sum(action.tolist()))
+        ):
+            self._check_action(action)
         obs, reward, terminated, truncated, info = self.env.step(action)
         info["task_id"] = task.task_id
         return obs, reward, terminated, truncated, info

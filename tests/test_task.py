@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -109,3 +111,79 @@ def test_split_prefix_property_and_seed() -> None:
     assert big.test[:5] == small.test
     other = metarl.make_family("Navigation2D-v0", split_seed=1)
     assert other.test[0] != big.test[0]
+
+
+class _EchoFamily(metarl.TaskFamily):
+    """A family whose env records the actions it is stepped with (TaskWrapper's checks in isolation)."""
+
+    name, varies = "Echo", "goal"
+    parameters = (Param("goal", Uniform(-1.0, 1.0), low=-1.0, high=1.0),)
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def _make_base_env(self) -> metarl.TaskEnv:
+        return _EchoEnv(self)
+
+
+class _EchoEnv(metarl.TaskEnv, gym.Env):  # type: ignore[misc]
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float64)
+
+    def __init__(self, family: _EchoFamily) -> None:
+        self.task_family = family
+        self.action_space = gym.spaces.Box(-1.0, 1.0, family.shape, np.float32)
+        self.seen: list[object] = []
+
+    def _apply_task(self, task: Task) -> None:
+        pass
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple:
+        super().reset(seed=seed)
+        return np.zeros(1), {}
+
+    def step(self, action: object) -> tuple:
+        self.seen.append(action)
+        return np.zeros(1), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 2)])
+def test_task_wrapper_checks_every_action_and_names_it(shape: tuple[int, ...]) -> None:
+    """The fast path (float32/float64 ndarrays of a 1-D space) and the full checks accept and
+    reject the same actions; errors show the action."""
+    fam = _EchoFamily(shape)
+    env = fam.make_env(fam.test[0])
+    env.reset(seed=0)
+    n = int(np.prod(shape))
+    good = [
+        np.zeros(shape, np.float32),
+        np.full(shape, 0.5),  # float64
+        np.full(shape, 1e308),  # finite entries whose sum overflows
+        np.full(shape, 3e38, np.float32),
+        np.full(shape, 0.5, np.float16),
+        np.ones(shape, np.int64),
+        np.ones(shape, bool),
+        np.zeros(shape, np.float32)[..., ::-1],  # a non-contiguous view
+        np.zeros(shape).tolist(),
+    ]
+    for action in good:
+        env.step(action)
+        assert env.unwrapped.seen[-1] is action  # passed on as given
+    for bad in (np.nan, np.inf, -np.inf):
+        for dtype in (np.float32, np.float64, np.float16):
+            action = np.zeros(shape, dtype)
+            action.flat[n - 1] = bad
+            with pytest.raises(ValueError, match=rf"action must be finite, got .*{bad}"):
+                env.step(action)
+    with pytest.raises(ValueError, match=r"action must be finite, got \[.*nan"):
+        env.step(np.full(shape, np.nan).tolist())
+    wrong_shape = np.zeros((n + 1,), np.float32)
+    expected = re.escape(f"action has shape ({n + 1},), expected {shape}: array([0., 0.,")
+    with pytest.raises(ValueError, match=expected):
+        env.step(wrong_shape)
+    with pytest.raises(ValueError, match="action has shape"):
+        env.step(np.zeros((1, *shape), np.float32))
+    for wrong_dtype in (np.full(shape, "a"), np.zeros(shape, complex), np.zeros(shape, object)):
+        with pytest.raises(TypeError, match=rf"action must be numbers, got dtype {wrong_dtype.dtype}: "):
+            env.step(wrong_dtype)
+    assert len(env.unwrapped.seen) == len(good)  # no rejected action reached the env
