@@ -378,7 +378,8 @@ def write_readme(out: Path, results: dict[str, Any]) -> None:
         "  the controls its policy chose, open loop, reproducing its final states bit for bit:",
         f"  {', '.join(f['family'] + ' ' + str(f['raw_replay_reproduces_native_run']) for f in results['families'])});",
         "  `raw_ceiling` uses uniform random controls from the model's initial state instead, and the",
-        "  policy's states cost a different amount of physics (contacts): raw_replay / raw_ceiling here "
+        "  policy's states cost a different amount of physics (contacts): raw_replay / raw_ceiling here",
+        "  "
         + ", ".join(
             f"{f['family']} {f['median_steps_per_s']['raw_replay'] / f['median_steps_per_s']['raw_ceiling']:.2f}"
             for f in results["families"]
