@@ -105,13 +105,51 @@ def _meta_iteration(
 ) -> dict[str, float]:
     """One meta-update, collecting episodes with ``sample``; see :func:`meta_iteration`."""
     cfg = algo.config
+    with _TorchThreads(cfg.optim_threads) as optim_threads:
+        return _meta_iteration_body(algo, n_tasks, sample, rng, generator, optim_threads)
+
+
+class _TorchThreads:
+    """Context: ``threads`` torch threads for the updates (``None``: unchanged); the sampling phases
+    switch back to the caller's setting with :meth:`sampling`."""
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+        self.outer = torch.get_num_threads()
+
+    def __enter__(self) -> _TorchThreads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.outer)
+
+    def optimising(self) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+
+    def sampling(self) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(self.outer)
+
+
+def _meta_iteration_body(
+    algo: MAMLTRPO,
+    n_tasks: int,
+    sample: SampleFn,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    threads: _TorchThreads,
+) -> dict[str, float]:
+    cfg = algo.config
     t_sample = t_inner = 0.0
     inner_data = []
     params: Params | None = None
     pre_returns: list[float] = []
     for _ in range(cfg.inner_steps):
         t0 = time.perf_counter()
+        threads.sampling()
         episodes = sample(params, int(rng.integers(2**31)))
+        threads.optimising()
         t1 = time.perf_counter()
         adv = task_advantages(episodes, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
         inner_data.append(task_tensors(episodes, adv, normalize=cfg.normalize_advantages))
@@ -120,7 +158,9 @@ def _meta_iteration(
         t_sample += t1 - t0
         t_inner += time.perf_counter() - t1
     t0 = time.perf_counter()
+    threads.sampling()
     valid = sample(params, int(rng.integers(2**31)))
+    threads.optimising()
     t1 = time.perf_counter()
     adv = task_advantages(valid, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
     stats = algo.meta_step(

@@ -143,6 +143,10 @@ class MAMLTRPOConfig:
     OpenAI Baselines' TRPO (every 5th step) do, and the same fraction of each inner batch's steps for
     the inner Hessian in the chain rule through the inner step; the gradient, the adapted policy and
     the line search (with its exact KL check) use all steps. See agents/maml_hvp.py."""
+    optim_threads: int | None = None
+    """torch CPU threads for the inner and outer updates (None: leave torch's setting). Sampling
+    runs on the MuJoCo physics threads with one torch thread for the policy; the updates run
+    alone, so on 2 cores 2 threads can serve them (see benchmarks/maml_iteration)."""
     time_budget_s: float | None = None
     """Stop early (with a final checkpoint) once training has run this many seconds (None: no limit)."""
     run_dir: str = "runs/maml_trpo"
@@ -198,6 +202,7 @@ class MAMLTRPOConfig:
         check_int(own, "seed", self.seed, minimum=0)
         check_int(own, "inner_steps", self.inner_steps, minimum=0)
         check_int(own, "train_tasks", self.train_tasks, minimum=1, optional=True)
+        check_int(own, "optim_threads", self.optim_threads, minimum=1, optional=True)
         for name in ("init_std", "inner_lr", "gamma", "gae_lambda", "baseline_reg", "max_kl", "cg_damping",
                      "ls_backtrack_ratio", "hvp_subsample"):  # fmt: skip
             check_real(own, name, getattr(self, name))

@@ -57,17 +57,28 @@ def _save(key: str, value: dict[str, Any]) -> None:
     print(json.dumps(value, indent=1))
 
 
+def _variant(base: MAMLTRPOConfig, spec: str) -> MAMLTRPOConfig:
+    """``"batched"``, or ``"batched:hvp_subsample=0.1:optim_threads=2"``: a batching plus overrides."""
+    batching, *overrides = spec.split(":")
+    changes: dict[str, Any] = {"task_batching": batching}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        changes[key] = json.loads(value)
+    return base.replace(**changes)
+
+
 @app.command()
 def iteration(family: str = "HalfCheetahVel-v0", iterations: int = 1, seed: int = 0, threads: int = 1,
               batchings: str = "loop,batched") -> None:  # fmt: skip
-    """Whole meta-iterations, the batchings interleaved (same tasks and seeds for each)."""
+    """Whole meta-iterations, the variants interleaved (same tasks and seeds for each). ``batchings``
+    is a comma-separated list of ``batching[:key=value...]`` (e.g. ``batched:hvp_subsample=0.1``)."""
     torch.set_num_threads(threads)
     names = batchings.split(",")
     base = dataclasses.replace(_config(family), seed=seed)
     fam = make_train_family(base)
     tasks = fam.train[: base.meta_batch_size]
     vec = metarl.make_vec(fam, tasks, envs_per_task=base.episodes_per_task, backend=base.backend)
-    algos = {b: build(dataclasses.replace(base, task_batching=b), fam) for b in names}  # type: ignore[arg-type]
+    algos = {b: build(_variant(base, b), fam) for b in names}
     rows: dict[str, list[dict[str, float]]] = {b: [] for b in names}
     start_meta = run_metadata(seed)
     for i in range(iterations):
@@ -76,6 +87,7 @@ def iteration(family: str = "HalfCheetahVel-v0", iterations: int = 1, seed: int 
             t0 = time.perf_counter()
             stats = meta_iteration(algo, vec, np.random.default_rng([seed, i]), gen)
             stats["t_total"] = time.perf_counter() - t0
+            stats["optimisation_share"] = (stats["t_inner"] + stats["t_outer"]) / stats["t_total"]
             rows[b].append(stats)
             print(
                 b, {k: round(stats[k], 2) for k in ("t_sample", "t_inner", "t_outer", "t_total")}, flush=True
@@ -83,12 +95,13 @@ def iteration(family: str = "HalfCheetahVel-v0", iterations: int = 1, seed: int 
     vec.close()
     summary = {
         b: {
-            k: statistics.median(r[k] for r in rows[b]) for k in ("t_sample", "t_inner", "t_outer", "t_total")
+            k: statistics.median(r[k] for r in rows[b])
+            for k in ("t_sample", "t_inner", "t_outer", "t_total", "optimisation_share")
         }
         | {"ls_tries": [r["ls_tries"] for r in rows[b]], "iterations": len(rows[b])}
         for b in names
     }
-    _save(f"iteration/{family}", {"seconds_median": summary, "per_iteration": rows,
+    _save(f"iteration/{family}/{batchings}", {"seconds_median": summary, "per_iteration": rows,
                                  "meta_start": start_meta, "meta_end": run_metadata(seed)})  # fmt: skip
 
 

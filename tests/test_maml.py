@@ -545,3 +545,21 @@ def test_normalize_actions_needs_a_bounded_box_and_reaches_sampler_workers(tmp_p
     assert sampler.policy.action_half is not None
     torch.testing.assert_close(sampler.policy.action_half, algo.policy.action_half)
     train(cfg, progress=False)  # trains end to end
+
+
+def test_optim_threads_apply_to_the_updates_and_are_restored(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from metarl.agents import maml_trpo
+
+    seen: list[int] = []
+    real = maml_trpo.MAMLTRPO.meta_step
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(maml_trpo.MAMLTRPO, "meta_step", spy)
+    before = torch.get_num_threads()
+    train(tiny_config(tmp_path, meta_iterations=1, optim_threads=2), progress=False)
+    assert seen == [2] and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="optim_threads"):
+        tiny_config(tmp_path, optim_threads=0)

@@ -1,0 +1,301 @@
+"""Benchmark MAML-TRPO against the baselines of Finn et al. 2017 (figures 2 and 5) on one family.
+
+Families: Navigation2D-v0 (``scripts/maml_nav2d.py``'s config), HalfCheetahVel-v0 and
+HalfCheetahDir-v0 (``scripts/maml_cheetah_{vel,dir}.py``). Steps, each a sub-command:
+
+* ``pretrain``: the "pretrained" baseline, one policy trained with TRPO on all training tasks
+  jointly (the MAML trainer with ``inner_steps=0``: no adaptation inside the objective), with
+  the same validation-based selection as MAML;
+* ``oracle``: for the locomotion families, a task-conditioned PPO policy (stable-baselines3) that
+  sees the task parameters (Navigation2D uses the exact scripted oracle instead);
+* ``evaluate``: meta-test on the held-out test tasks after 0, 1, 2, 3 gradient steps (20 episodes
+  per step) for MAML (``best.pt`` of its run, else its newest checkpoint), the pretrained policy and
+  a random initialisation, each adapted with the same REINFORCE steps, and the oracle; writes
+  ``results.json``, ``README.md`` and ``adaptation.png`` under ``benchmarks/maml_<name>/``.
+
+MAML itself is trained by its script, e.g. ``python scripts/maml_nav2d.py --seed 0``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import importlib
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import typer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import metarl
+from metarl.agents.checkpoint import load_checkpoint, load_latest_checkpoint
+from metarl.agents.maml_train import BEST_NAME, CHECKPOINT_FORMAT, build, restore, train
+from metarl.agents.maml_trpo import MAMLTRPOConfig
+from metarl.agents.scripted import Navigation2DOracle
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+#: family -> (config script, output directory name, published numbers)
+EXPERIMENTS: dict[str, tuple[str, str, dict[str, list[float | None]]]] = {
+    "Navigation2D-v0": (
+        "maml_nav2d",
+        "maml_nav2d",
+        {"maml-trpo": [-40.4, -11.7, -3.3, None], "oracle": [-2.3] * 4},
+    ),
+    "HalfCheetahVel-v0": ("maml_cheetah_vel", "maml_cheetah_vel", {}),
+    "HalfCheetahDir-v0": ("maml_cheetah_dir", "maml_cheetah_dir", {}),
+}
+FamilyOpt = Annotated[str, typer.Option(help=f"One of {', '.join(EXPERIMENTS)}.")]
+
+
+def _experiment(family: str) -> tuple[MAMLTRPOConfig, Path, dict[str, list[float | None]]]:
+    if family not in EXPERIMENTS:
+        raise typer.BadParameter(f"unknown family {family!r}; expected one of {', '.join(EXPERIMENTS)}")
+    module, out, paper = EXPERIMENTS[family]
+    return importlib.import_module(module).CONFIG, Path("benchmarks") / out, paper
+
+
+def _maml_run(family: str, seed: int) -> str:
+    return f"runs/maml_trpo/{family}/seed{seed}"
+
+
+def _pretrain_run(family: str, seed: int) -> str:
+    return f"runs/maml_trpo/{family}/pretrained_seed{seed}"
+
+
+def _oracle_path(family: str, seed: int) -> Path:
+    return Path("runs/oracle") / family / f"seed{seed}.zip"
+
+
+@app.command()
+def pretrain(
+    family: FamilyOpt = "Navigation2D-v0",
+    seed: int = 0,
+    time_budget_s: float = 900.0,
+    resume: bool = False,
+    hvp_subsample: Annotated[float, typer.Option(help="As the MAML run's (1: exact).")] = 1.0,
+) -> None:
+    """Train the pretrained baseline: TRPO on all training tasks, no inner step."""
+    torch.set_num_threads(1)
+    config, _, _ = _experiment(family)
+    config = dataclasses.replace(config, seed=seed, inner_steps=0, run_dir=_pretrain_run(family, seed),
+                                 time_budget_s=time_budget_s, hvp_subsample=hvp_subsample)  # fmt: skip
+    train(config, resume=resume)
+
+
+@app.command()
+def oracle(family: FamilyOpt = "HalfCheetahVel-v0", seed: int = 0, timesteps: int = 1_000_000) -> None:
+    """Train the task-conditioned PPO oracle of a locomotion family (saved under runs/oracle/)."""
+    from metarl.agents.baselines import train_oracle
+
+    torch.set_num_threads(1)
+    model = train_oracle(metarl.make_family(family), seed=seed, total_timesteps=timesteps)
+    model.save(_oracle_path(family, seed))
+    print(f"saved {_oracle_path(family, seed)}")
+
+
+def _load(run_dir: str) -> tuple[Any, dict[str, Any]]:
+    """The run's best validated checkpoint if it kept one, else its newest checkpoint."""
+    best = Path(run_dir) / BEST_NAME
+    if best.exists():
+        path, data = best, load_checkpoint(best, CHECKPOINT_FORMAT)
+    else:
+        found = load_latest_checkpoint(Path(run_dir) / "checkpoints", ("format", "policy"))
+        if found is None:
+            raise typer.BadParameter(f"no checkpoint in {run_dir}; train first")
+        path, data = found
+    config = MAMLTRPOConfig.from_dict(json.loads(data["config"]))
+    algo, _ = build(config)
+    restore(algo, data, str(path))
+    info = {"checkpoint": str(path), "iteration": int(data["iteration"]), "env_steps": int(data["env_steps"]),
+            "validation_return": data.get("validation_return"), "config": config.to_dict()}  # fmt: skip
+    return algo, info
+
+
+def _progress(run_dir: str) -> list[dict[str, str]]:
+    path = Path(run_dir) / "progress.csv"
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _run_summary(run_dir: str) -> dict[str, Any]:
+    """Iterations and wall-clock of the whole run, and the median seconds per iteration by phase."""
+    rows = _progress(run_dir)
+    if not rows:
+        return {}
+    return {
+        "iterations": int(rows[-1]["iteration"]),
+        "wall_s": float(rows[-1]["wall_s"]),
+        **{k: float(np.median([float(r[k]) for r in rows])) for k in ("t_sample", "t_inner", "t_outer")},
+    }
+
+
+def _provenance() -> dict[str, Any]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+    try:
+        load = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        load = []
+    return {
+        "commit": commit.strip(),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {torch.get_num_threads()} torch thread(s)",
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "torch": torch.__version__,
+        "load_average": load,
+    }
+
+
+@app.command()
+def evaluate(
+    family: FamilyOpt = "Navigation2D-v0",
+    seed: int = 0,
+    eval_seed: Annotated[int, typer.Option(help="Seed of the meta-test episodes.")] = 12345,
+    maml_run: Annotated[
+        str, typer.Option(help="MAML run directory (default runs/maml_trpo/<family>/seed<seed>).")
+    ] = "",
+    pretrained_run: Annotated[
+        str, typer.Option(help="Pretrained run directory (default .../pretrained_seed<seed>).")
+    ] = "",
+) -> None:
+    """Meta-test every learner on the test split and write results.json, README.md, adaptation.png."""
+    torch.set_num_threads(1)
+    config, out, paper = _experiment(family)
+    fam = metarl.make_family(family)
+    maml_run = maml_run or _maml_run(family, seed)
+    pretrained_run = pretrained_run or _pretrain_run(family, seed)
+    maml_algo, maml_info = _load(maml_run)
+    learners: list[tuple[Any, dict[str, Any]]] = [(maml_algo.learner("maml-trpo"), maml_info)]
+    pre_info: dict[str, Any] | None = None
+    if (Path(pretrained_run) / "checkpoints").is_dir() or (Path(pretrained_run) / BEST_NAME).exists():
+        pre_algo, pre_info = _load(pretrained_run)
+        learners.append((pre_algo.learner("pretrained"), pre_info))
+    # the random initialisation uses the MAML run's parametrisation (e.g. normalize_actions)
+    random_config = MAMLTRPOConfig.from_dict({**maml_info["config"], "seed": seed + 1000})
+    random_algo, _ = build(random_config)
+    learners.append((random_algo.learner("random-init"), {"seed": seed + 1000}))
+    oracle_info: dict[str, Any] = {}
+    if family == "Navigation2D-v0":
+        learners.append((Navigation2DOracle(), {}))
+        oracle_info = {"kind": "scripted: walks straight to the known goal"}
+    elif _oracle_path(family, seed).exists():
+        from metarl.agents.baselines import load_oracle
+
+        learners.append((load_oracle(_oracle_path(family, seed)), {}))
+        oracle_info = {"kind": "task-conditioned SB3 PPO", "path": str(_oracle_path(family, seed))}
+    results, t0 = [], time.perf_counter()
+    for learner, _ in learners:
+        results.append(metarl.evaluate(learner, fam, rounds=4, episodes_per_round=20, seed=eval_seed))
+        print(
+            learner.name if hasattr(learner, "name") else learner,
+            results[-1].returns.mean(0).round(2),
+            flush=True,
+        )
+    meta = {
+        **_provenance(),
+        "family": family,
+        "test_tasks": len(fam.test),
+        "train_seed": seed,
+        "eval_seed": eval_seed,
+        "maml": maml_info,
+        "maml_run": _run_summary(maml_run),
+        "pretrained": pre_info,
+        "pretrained_run": _run_summary(pretrained_run),
+        "oracle": oracle_info,
+        "eval_wall_s": time.perf_counter() - t0,
+        "script_config": config.to_dict(),
+        "paper": paper,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(
+        json.dumps({"meta": meta, "results": {r.learner: r.to_dict() for r in results}}, indent=1) + "\n"
+    )
+    results[0].plot(out / "adaptation.png", others=results[1:])
+    _write_readme(out, results, meta)
+    print((out / "README.md").read_text())
+
+
+def _run_line(name: str, info: dict[str, Any], run: dict[str, Any]) -> str:
+    cfg = info["config"]
+    chosen = (
+        f"best validation checkpoint (iteration {info['iteration']}, validation return after "
+        f"{cfg['inner_steps']} step(s) {info['validation_return']:.2f})"
+        if info.get("validation_return") is not None
+        else f"newest checkpoint (iteration {info['iteration']})"
+    )
+    trained = f"{run['iterations']} iterations in {run['wall_s'] / 60:.1f} min" if run else "?"
+    return (
+        f"- {name}: {trained}; evaluated: {chosen}. {cfg['meta_batch_size']} tasks x "
+        f"{cfg['episodes_per_task']} episodes per meta-batch, policy {tuple(cfg['hidden_sizes'])} "
+        f"{cfg['nonlinearity']}, inner step {cfg['inner_lr']}, KL bound {cfg['max_kl']}, "
+        f"normalize_actions={cfg['normalize_actions']}, hvp_subsample={cfg['hvp_subsample']}."
+    )
+
+
+def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
+    family, paper = meta["family"], meta["paper"]
+    lines = [
+        f"# MAML-TRPO on {family}",
+        "",
+        f"Mean return over the {meta['test_tasks']} held-out test tasks after 0-3 gradient steps (20 episodes "
+        "per step per task; 95% bootstrap CI over tasks). Every learner except the oracle adapts with the same "
+        "REINFORCE steps (size 0.1, per-task linear baseline).",
+        "",
+        "| learner | 0 steps | 1 step | 2 steps | 3 steps |",
+        "|---|---|---|---|---|",
+    ]
+    for res in results:
+        cells = [f"{r['mean']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]" for r in res.summary()]
+        lines.append(f"| {res.learner} | " + " | ".join(cells) + " |")
+    for name, values in paper.items():
+        cells = ["-" if v is None else f"{v}" for v in values]
+        lines.append(f"| paper {name} (Finn et al. 2017) | " + " | ".join(cells) + " |")
+    lines += ["", "![adaptation curves](adaptation.png)", "", "## Setup", ""]
+    lines.append(_run_line("MAML-TRPO", meta["maml"], meta["maml_run"]))
+    if meta["pretrained"] is not None:
+        lines.append(_run_line("Pretrained (TRPO on all training tasks, `inner_steps=0`)", meta["pretrained"],
+                               meta["pretrained_run"]))  # fmt: skip
+    else:
+        lines.append("- Pretrained: not trained for this run.")
+    lines.append(
+        f"- Random init: the MAML architecture and parametrisation, freshly initialised (seed {meta['train_seed'] + 1000})."
+    )
+    lines.append(f"- Oracle: {meta['oracle'].get('kind', 'not trained for this run')}.")
+    run = meta["maml_run"]
+    if run:
+        lines += ["", f"Median seconds per MAML meta-iteration during training: sampling {run['t_sample']:.2f}, "
+                  f"inner updates {run['t_inner']:.2f}, outer TRPO update {run['t_outer']:.2f} (shared machine)."]  # fmt: skip
+    s = meta["train_seed"]
+    lines += [
+        "",
+        f"Commands (train seed {s}; meta-test episodes seeded with {meta['eval_seed']}):",
+        "",
+        "```",
+        f"python scripts/{EXPERIMENTS[family][0]}.py --seed {s}",
+        f"python scripts/bench_maml.py pretrain --family {family} --seed {s}",
+        *(
+            [f"python scripts/bench_maml.py oracle --family {family} --seed {s}"]
+            if family != "Navigation2D-v0"
+            else []
+        ),
+        f"python scripts/bench_maml.py evaluate --family {family} --seed {s} --eval-seed {meta['eval_seed']}",
+        "```",
+        "",
+        f"Commit {meta['commit']}, {meta['date']}, machine: {meta['machine']} (2 shared cores, no GPU), "
+        f"torch {meta['torch']}, load average {meta['load_average']}; meta-test wall-clock {meta['eval_wall_s']:.0f} s.",
+    ]
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    app()
