@@ -165,6 +165,9 @@ class BatchedOuterStep:
             if second_order:
                 self.steps.append((leaves, grads))
             params = [(p - a * g).detach() for p, a, g in zip(leaves, self.alphas, grads, strict=True)]
+        # without inner steps (the pretrained baseline) these are still broadcast views, which
+        # forward-mode AD cannot take as primals
+        params = [p.contiguous() for p in params]
         self.adapted = params
         with torch.enable_grad():
             self.adapted_leaves = [p.requires_grad_(True) for p in [q.clone() for q in params]]
@@ -236,6 +239,7 @@ class BatchedOuterStep:
         u = self._through_inner(
             [x.expand(self.K, *x.shape) for x in unflatten(v, self.shapes)], False, self.hvp_steps
         )
+        u = [x.contiguous() for x in u]  # still broadcast views without inner steps
         ju = jvp(lambda *q: batched_forward(self.policy, self._named(q), self.hvp_data.obs),
                     tuple(self.adapted), tuple(u))[1]  # fmt: skip
         mu = torch.autograd.grad(self._kl_grad, self._kl_dist, list(ju), retain_graph=True)

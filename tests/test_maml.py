@@ -238,7 +238,7 @@ def float32_problem(
 
 
 @pytest.mark.parametrize("first_order", [False, True])
-@pytest.mark.parametrize("inner_steps", [1, 2])
+@pytest.mark.parametrize("inner_steps", [0, 1, 2])
 def test_batched_outer_step_matches_double_backprop_of_the_loop(first_order: bool, inner_steps: int) -> None:
     """Gauss-Newton gradient and KL Hessian products (at the old policy) equal the loop's autograd ones."""
     policy, in1, in2, valid = float32_problem()
