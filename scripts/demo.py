@@ -41,6 +41,7 @@ def main() -> None:
         time_budget_s=args.minutes * 60.0,
         run_dir=str(args.out / "maml_trpo"),
         checkpoint_every=10,
+        normalize_actions=True,  # the policy acts in units of [-1, 1] (rllab's normalize(env))
     )
     print(
         f"[1/3] meta-training MAML-TRPO on {config.family} (at most {args.iterations} iterations "
