@@ -1,10 +1,11 @@
 """MAML-TRPO on Navigation2D-v0 (Finn et al. 2017, section 5.3, 2D navigation).
 
 20 tasks per meta-batch, 20 episodes per task and inner step, horizon 100, one inner step of size
-0.1, TRPO with KL bound 0.01, the Gaussian policy parametrised in units of the action box scaled to
-[-1, 1] as the reference code's rllab ``normalize(env)`` does (the actions are in [-0.1, 0.1]). Policy (64, 64) tanh (the reference port's setting; the paper used
-(100, 100) ReLU) - half the cost per iteration on CPU. The validation tasks are meta-tested every
-10 iterations and the best initialisation is kept in best.pt.
+0.1, TRPO with KL bound 0.01. The Gaussian policy is parametrised in units of the action box scaled
+to [-1, 1], as the reference code's rllab ``normalize(env)`` does (the actions are in [-0.1, 0.1]).
+Policy (64, 64) tanh (the reference port's setting; the paper used (100, 100) ReLU) - half the cost
+per iteration on CPU. The validation tasks are meta-tested every 10 iterations and the best
+initialisation is kept in best.pt.
 
     python scripts/maml_nav2d.py --seed 0 [--resume]
 """
