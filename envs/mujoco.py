@@ -192,24 +192,35 @@ class _TaskReward(_TaskInfo):
 
     #: Gymnasium's term the task term replaces (removed from ``info`` if named differently).
     _replaced_term: ClassVar[str] = "reward_forward"
+    #: The Gymnasium env class's ``step`` (the next in the MRO), found once per class: calling it
+    #: directly spares a ``super()`` lookup per step.
+    _gymnasium_step: ClassVar[Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        after = mro[mro.index(_TaskReward) + 1 :]
+        cls._gymnasium_step = next((c.__dict__["step"] for c in after if "step" in c.__dict__), None)
 
     def _task_term(self, info: dict[str, Any]) -> float:
         raise NotImplementedError
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        obs, _, terminated, truncated, info = super().step(action)  # type: ignore[misc]
+        obs, _, terminated, truncated, info = self._gymnasium_step(action)
         term = self._task_term(info)
         key = self.reward_terms[0]
         if key != self._replaced_term:
             del info[self._replaced_term]
         info[key] = term
-        reward = term
+        # Summed as Python floats, in the order of reward_terms: the same IEEE double additions as
+        # numpy's scalars (the batched env's sums), without numpy's per-scalar dispatch.
+        reward = float(term)
         for name in self._cost_terms:
-            reward += info[name]
+            reward += float(info[name])
         if not math.isfinite(reward):
             raise huge_action_error(action, reward, self.action_space)  # type: ignore[attr-defined]
         info.update(self._task_info())
-        return obs, float(reward), terminated, truncated, info
+        return obs, reward, terminated, truncated, info
 
 
 def _vector(values: Any) -> np.ndarray:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
-from gymnasium.wrappers import TimeLimit
 
 from metarl.task import Param, ParameterSpace, Task, check_int
 
@@ -197,8 +196,9 @@ class TaskFamily:
         raise NotImplementedError(f"{type(self).__name__} must implement _make_base_env()")
 
     def make_env(self, task: Task | None = None) -> gym.Env:
-        """A Gymnasium env for this family: the base env, ``TimeLimit`` and :class:`TaskWrapper`
-        (which also enforces reset-before-step, as Gymnasium's ``OrderEnforcing`` does).
+        """A Gymnasium env for this family: the base env in a :class:`TaskWrapper`, which also
+        truncates episodes at the horizon (as Gymnasium's ``TimeLimit``) and enforces
+        reset-before-step (as ``OrderEnforcing``), in one layer.
 
         If ``task`` is given it is set now; otherwise pass it with ``set_task`` or
         ``reset(options={"task": task})`` before the first step.
@@ -206,7 +206,7 @@ class TaskFamily:
         base = self._make_base_env()
         if not isinstance(base, TaskEnv):
             raise TypeError(f"{type(self).__name__}._make_base_env() must return a metarl.TaskEnv")
-        env = TaskWrapper(TimeLimit(base, max_episode_steps=self.max_episode_steps))
+        env = TaskWrapper(base, max_episode_steps=self.max_episode_steps)
         if task is not None:
             base.set_task(task)
         return env
@@ -282,9 +282,11 @@ def _shorten(value: Any) -> str:
 
 
 class TaskWrapper(gym.Wrapper):
-    """The outermost wrapper of every family env: task handling, ``info["task_id"]``, input checks,
-    and reset-before-step (``ResetNeeded``, as Gymnasium's ``OrderEnforcing``, in the same layer so
-    a step pays for one wrapper, not two).
+    """The one wrapper of every family env: task handling, ``info["task_id"]``, input checks,
+    reset-before-step (``ResetNeeded``, as Gymnasium's ``OrderEnforcing``) and, given
+    ``max_episode_steps``, the horizon (``truncated`` once that many steps were taken since the
+    reset, and ``spec.max_episode_steps``, as Gymnasium's ``TimeLimit``): one layer, so a step
+    pays for one wrapper call, not three.
 
     Box actions are checked on every step, each failure a ``TypeError`` or ``ValueError`` that
     shows the action: numbers (dtype bool, int, uint or float), the space's shape, every entry
@@ -293,10 +295,15 @@ class TaskWrapper(gym.Wrapper):
     cannot clear, goes through the full checks.
     """
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, max_episode_steps: int | None = None) -> None:
         super().__init__(env)
         if not isinstance(env.unwrapped, TaskEnv):
             raise TypeError("TaskWrapper wraps envs whose unwrapped env is a metarl.TaskEnv")
+        if max_episode_steps is not None:
+            check_int("max_episode_steps", max_episode_steps)
+        #: The horizon, or ``None`` for none here (a ``TimeLimit`` inside, say).
+        self._max_episode_steps = max_episode_steps
+        self._elapsed_steps = 0
         self._task_env: TaskEnv = env.unwrapped
         space = env.action_space
         self._box_shape = space.shape if isinstance(space, gym.spaces.Box) else None
@@ -323,6 +330,7 @@ class TaskWrapper(gym.Wrapper):
             options = dict(options)
             self._task_env.set_task(options.pop("task"))
         task = self._require_task("reset()")
+        self._elapsed_steps = 0
         obs, info = self.env.reset(seed=seed, options=options or None)
         self._needs_reset = False
         info["task_id"] = task.task_id
@@ -355,5 +363,18 @@ class TaskWrapper(gym.Wrapper):
         ):
             self._check_action(action)
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self._elapsed_steps += 1
+        if self._max_episode_steps is not None and self._elapsed_steps >= self._max_episode_steps:
+            truncated = True
         info["task_id"] = task.task_id
         return obs, reward, terminated, truncated, info
+
+    @property
+    def spec(self) -> gym.envs.registration.EnvSpec | None:  # type: ignore[override]
+        """The env's spec with this wrapper added and, given a horizon, ``max_episode_steps`` set
+        to it (as ``TimeLimit`` sets it)."""
+        spec = super().spec
+        if spec is not None and self._max_episode_steps is not None:
+            if spec.max_episode_steps != self._max_episode_steps:
+                spec.max_episode_steps = self._max_episode_steps  # a copy, cached by gym.Wrapper
+        return spec
