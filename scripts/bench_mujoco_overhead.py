@@ -25,7 +25,7 @@ ratio metarl/Gymnasium with a hierarchical bootstrap 95% CI (processes, then rep
 per-process medians, the median paired difference in us/step, the A/A control, and the wall-time
 ratio. On a shared, loaded machine only paired ratios are read.
 
-    python scripts/bench_mujoco_overhead.py [--seconds 20] [--processes 3] [--steps 400] [--warmup 120]
+    python scripts/bench_mujoco_overhead.py [--seconds 16] [--min-reps 20] [--processes 3] [--steps 400] [--warmup 120]
 """
 
 from __future__ import annotations
@@ -338,7 +338,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=3, help="worker processes, run one after another")
     parser.add_argument("--steps", type=int, default=400, help="timed steps per repetition")
     parser.add_argument("--warmup", type=int, default=120, help="untimed steps before each timed run")
-    parser.add_argument("--min-reps", type=int, default=10, help="per process")
+    parser.add_argument("--min-reps", type=int, default=20, help="per process")
     parser.add_argument("--max-reps", type=int, default=600, help="per process")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--families", nargs="*", default=list(PAIRS), choices=list(PAIRS))
