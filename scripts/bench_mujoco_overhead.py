@@ -333,7 +333,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/mujoco_overhead"))
     parser.add_argument(
-        "--seconds", type=float, default=20.0, help="timing budget per family (all processes)"
+        "--seconds", type=float, default=16.0, help="timing budget per family (all processes)"
     )
     parser.add_argument("--processes", type=int, default=3, help="worker processes, run one after another")
     parser.add_argument("--steps", type=int, default=400, help="timed steps per repetition")
