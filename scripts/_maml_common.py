@@ -41,7 +41,7 @@ LOCOMOTION = MAMLTRPOConfig(
 
 def run(config: MAMLTRPOConfig) -> None:
     """Parse ``--seed``, ``--iterations``, ``--run-dir``, ``--time-budget-s``, ``--threads``,
-    ``--hvp-subsample``, ``--eval-every`` and ``--resume``, then train ``config`` with them applied."""
+    ``--hvp-subsample``, ``--inner-steps``, ``--eval-every`` and ``--resume``, then train ``config`` with them applied."""
 
     def main(
         seed: Annotated[int, typer.Option(help="Run seed.")] = config.seed,
@@ -56,6 +56,9 @@ def run(config: MAMLTRPOConfig) -> None:
         hvp_subsample: Annotated[
             float, typer.Option(help="Fraction of steps in the KL Hessian products (1: exact, the paper's).")
         ] = config.hvp_subsample,
+        inner_steps: Annotated[
+            int, typer.Option(help="Inner gradient steps in meta-training (the paper: 1).")
+        ] = config.inner_steps,
         eval_every: Annotated[
             int,
             typer.Option(help="Meta-test the validation tasks every N iterations; keep best.pt (0: off)."),
@@ -71,6 +74,7 @@ def run(config: MAMLTRPOConfig) -> None:
             time_budget_s=time_budget_s or None,
             hvp_subsample=hvp_subsample,
             eval_every=eval_every,
+            inner_steps=inner_steps,
         )
         print(cfg.to_json())
         train(cfg, resume=resume)

@@ -162,8 +162,9 @@ def evaluate(
     seed: int = 0,
     eval_seed: Annotated[int, typer.Option(help="Seed of the meta-test episodes.")] = 12345,
     maml_run: Annotated[
-        str, typer.Option(help="MAML run directory (default runs/maml_trpo/<family>/seed<seed>).")
-    ] = "",
+        list[str] | None,
+        typer.Option(help="MAML run directory (default runs/maml_trpo/<family>/seed<seed>); repeatable."),
+    ] = None,
     pretrained_run: Annotated[
         str, typer.Option(help="Pretrained run directory (default .../pretrained_seed<seed>).")
     ] = "",
@@ -172,10 +173,18 @@ def evaluate(
     torch.set_num_threads(1)
     config, out, paper = _experiment(family)
     fam = metarl.make_family(family)
-    maml_run = maml_run or _maml_run(family, seed)
+    maml_runs = maml_run or [_maml_run(family, seed)]
     pretrained_run = pretrained_run or _pretrain_run(family, seed)
-    maml_algo, maml_info = _load(maml_run)
-    learners: list[tuple[Any, dict[str, Any]]] = [(maml_algo.learner("maml-trpo"), maml_info)]
+    learners: list[tuple[Any, dict[str, Any]]] = []
+    maml_infos = []
+    for run_dir in maml_runs:
+        maml_algo, info = _load(run_dir)
+        info["run"] = _run_summary(run_dir)
+        steps = info["config"]["inner_steps"]
+        name = "maml-trpo" if len(maml_runs) == 1 else f"maml-trpo ({steps}-step training)"
+        learners.append((maml_algo.learner(name), info))
+        maml_infos.append(info)
+    maml_info = maml_infos[0]
     pre_info: dict[str, Any] | None = None
     if (Path(pretrained_run) / "checkpoints").is_dir() or (Path(pretrained_run) / BEST_NAME).exists():
         pre_algo, pre_info = _load(pretrained_run)
@@ -207,8 +216,7 @@ def evaluate(
         "test_tasks": len(fam.test),
         "train_seed": seed,
         "eval_seed": eval_seed,
-        "maml": maml_info,
-        "maml_run": _run_summary(maml_run),
+        "maml": maml_infos,
         "pretrained": pre_info,
         "pretrained_run": _run_summary(pretrained_run),
         "oracle": oracle_info,
@@ -261,7 +269,8 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
         cells = ["-" if v is None else f"{v}" for v in values]
         lines.append(f"| paper {name} (Finn et al. 2017) | " + " | ".join(cells) + " |")
     lines += ["", "![adaptation curves](adaptation.png)", "", "## Setup", ""]
-    lines.append(_run_line("MAML-TRPO", meta["maml"], meta["maml_run"]))
+    for info, res in zip(meta["maml"], results, strict=False):
+        lines.append(_run_line(res.learner, info, info["run"]))
     if meta["pretrained"] is not None:
         lines.append(_run_line("Pretrained (TRPO on all training tasks, `inner_steps=0`)", meta["pretrained"],
                                meta["pretrained_run"]))  # fmt: skip
@@ -271,7 +280,7 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
         f"- Random init: the MAML architecture and parametrisation, freshly initialised (seed {meta['train_seed'] + 1000})."
     )
     lines.append(f"- Oracle: {meta['oracle'].get('kind', 'not trained for this run')}.")
-    run = meta["maml_run"]
+    run = meta["maml"][0]["run"]
     if run:
         lines += ["", f"Median seconds per MAML meta-iteration during training: sampling {run['t_sample']:.2f}, "
                   f"inner updates {run['t_inner']:.2f}, outer TRPO update {run['t_outer']:.2f} (shared machine)."]  # fmt: skip
