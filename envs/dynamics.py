@@ -265,9 +265,23 @@ class DynamicsRandomizer:
 
 
 class _RandomizedDynamics(TaskEnv):
-    """Mixin of the generated env classes: a Gymnasium MuJoCo env whose task sets its dynamics."""
+    """Mixin of the generated env classes: a Gymnasium MuJoCo env whose task sets its dynamics.
+
+    ``step`` is the Gymnasium env's own (looked up once per class, not through ``super()``) plus one
+    ``math.isfinite`` on its reward: an action whose control cost overflows (1e308) raises a
+    ``ValueError`` naming it instead of returning an infinite reward, as the other MuJoCo families do.
+    """
 
     _randomizer: DynamicsRandomizer
+    _gymnasium_step: Any
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self._gymnasium_step(action)
+        if not math.isfinite(reward):
+            from metarl.envs.mujoco import huge_action_error
+
+            raise huge_action_error(action, reward, self.action_space)
+        return obs, reward, terminated, truncated, info
 
     def _apply_task(self, task: Task) -> None:
         self._randomizer.apply({f: task.array(f) for f in self._randomizer.pristine})
@@ -293,7 +307,11 @@ def make_randomized_env_class(env_class: type[MujocoEnv]) -> type:
     return type(
         f"{env_class.__name__.removesuffix('Env')}RandParamsEnv",
         (_RandomizedDynamics, env_class),
-        {"__module__": __name__, "__doc__": f"{env_class.__name__} with task-set dynamics."},
+        {
+            "__module__": __name__,
+            "__doc__": f"{env_class.__name__} with task-set dynamics.",
+            "_gymnasium_step": env_class.step,
+        },
     )
 
 
