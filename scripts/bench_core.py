@@ -1,7 +1,7 @@
 """Benchmark of metarl's core (issue: foundation), all figures measured side by side in one run.
 
 1. The task wrapper's per-step overhead: Navigation2D's bare env against ``family.make_env(task)``
-   (TaskWrapper + TimeLimit + OrderEnforcing), interleaved repetitions, medians.
+   (one TaskWrapper: task checks, reset order, horizon, action checks), interleaved repetitions, medians.
 2. The native batched Navigation2D vector env against Gymnasium's SyncVectorEnv of single envs at
    10, 100 and 1000 sub-envs (target: at least 20x at 1000).
 
@@ -68,7 +68,7 @@ def main() -> None:
         "bare_us_per_step": bare_us,
         "wrapped_us_per_step": wrapped_us,
         "overhead_us_per_step": wrapped_us - bare_us,
-        "note": "wrapped = TaskWrapper(TimeLimit(OrderEnforcing(env))): task checks, info['task_id'], action checks, time limit",
+        "note": "wrapped = TaskWrapper(env): task checks, reset order, info['task_id'], action checks, horizon",
     }
     print(
         f"bare {bare_us:.2f} us/step, wrapped {wrapped_us:.2f} us/step, overhead {wrapped_us - bare_us:.2f} us"
@@ -120,7 +120,7 @@ def main() -> None:
         "| env | us per step |",
         "|---|---|",
         f"| bare Navigation2DEnv | {bare_us:.2f} |",
-        f"| family.make_env(task) (TaskWrapper + TimeLimit + OrderEnforcing) | {wrapped_us:.2f} |",
+        f"| family.make_env(task) (TaskWrapper: task checks, reset order, action checks, horizon) | {wrapped_us:.2f} |",
         f"| overhead | {wrapped_us - bare_us:.2f} |",
         "",
         "## Batched Navigation2D vs Gymnasium SyncVectorEnv (sub-env steps per second)",
