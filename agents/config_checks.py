@@ -76,3 +76,23 @@ def check_str(owner: str, name: str, value: Any) -> None:
     """``value`` is a non-empty string."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"{owner}.{name} must be a non-empty string, got {value!r}")
+
+
+#: The ``sampler`` values of the agents' configs (see ``MAMLTRPOConfig.sampler``).
+SAMPLERS = ("local", "local-per-task", "ray")
+
+
+def check_sampler_options(owner: str, config: Any) -> None:
+    """``config.sampler`` is one of :data:`SAMPLERS` and its Ray options (``ray_address``,
+    ``ray_workers``, ``ray_cpus_per_worker``) have valid types and ranges."""
+    check_str(owner, "sampler", config.sampler)
+    if config.sampler not in SAMPLERS:
+        raise ValueError(
+            f"{owner}.sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {config.sampler!r}"
+        )
+    if config.ray_address is not None:
+        check_str(owner, "ray_address", config.ray_address)
+    check_int(owner, "ray_workers", config.ray_workers, minimum=1)
+    check_real(owner, "ray_cpus_per_worker", config.ray_cpus_per_worker)
+    if not config.ray_cpus_per_worker > 0:
+        raise ValueError(f"{owner}.ray_cpus_per_worker must be positive, got {config.ray_cpus_per_worker!r}")

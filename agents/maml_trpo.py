@@ -33,7 +33,14 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from metarl.agents.advantages import task_advantages
-from metarl.agents.config_checks import check_bool, check_int, check_real, check_str
+from metarl.agents.config_checks import (
+    SAMPLERS,
+    check_bool,
+    check_int,
+    check_real,
+    check_sampler_options,
+    check_str,
+)
 from metarl.agents.maml_hvp import (
     BatchedOuterStep,
     batched_inner_losses,
@@ -73,7 +80,6 @@ __all__ = [
 
 TaskBatching = Literal["loop", "vmap", "batched"]
 #: The values of :attr:`MAMLTRPOConfig.sampler`.
-SAMPLERS = ("local", "local-per-task", "ray")
 
 
 # ----------------------------------------------------------------------------------------- 1. config
@@ -185,18 +191,9 @@ class MAMLTRPOConfig:
     def __post_init__(self) -> None:
         # types first, so the range checks below compare numbers (JSON and TOML give any type)
         own = "MAMLTRPOConfig"
-        for name in ("family", "nonlinearity", "task_batching", "run_dir", "backend", "sampler"):
+        for name in ("family", "nonlinearity", "task_batching", "run_dir", "backend"):
             check_str(own, name, getattr(self, name))
-        if self.sampler not in SAMPLERS:
-            raise ValueError(
-                f"{own}.sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {self.sampler!r}"
-            )
-        if self.ray_address is not None:
-            check_str(own, "ray_address", self.ray_address)
-        check_int(own, "ray_workers", self.ray_workers, minimum=1)
-        check_real(own, "ray_cpus_per_worker", self.ray_cpus_per_worker)
-        if not self.ray_cpus_per_worker > 0:
-            raise ValueError(f"{own}.ray_cpus_per_worker must be positive, got {self.ray_cpus_per_worker!r}")
+        check_sampler_options(own, self)
         for name in ("meta_sgd", "first_order", "normalize_advantages", "normalize_actions"):
             check_bool(own, name, getattr(self, name))
         check_int(own, "seed", self.seed, minimum=0)

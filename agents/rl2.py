@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from metarl.agents.config_checks import check_int, check_real, check_str
+from metarl.agents.config_checks import SAMPLERS, check_int, check_real, check_sampler_options, check_str
 from metarl.agents.rl2_trials import TaskSampler, TrialInputs, TrialVecEnv
 from metarl.evaluation import AdaptationUnit
 from metarl.family import TaskFamily
@@ -63,7 +63,6 @@ __all__ = [
 VecEnv = BatchedTaskVectorEnv | SyncTaskVectorEnv
 
 #: The values of :attr:`RL2Config.sampler` (those of MAML-TRPO's ``sampler``).
-SAMPLERS = ("local", "local-per-task", "ray")
 
 
 @dataclass(frozen=True)
@@ -138,18 +137,9 @@ class RL2Config:
     def __post_init__(self) -> None:
         # types first, so the range checks below compare numbers (JSON and TOML give any type)
         own = "RL2Config"
-        for name in ("family", "task_source", "backend", "sampler"):
+        for name in ("family", "task_source", "backend"):
             check_str(own, name, getattr(self, name))
-        if self.sampler not in SAMPLERS:
-            raise ValueError(
-                f"{own}.sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {self.sampler!r}"
-            )
-        if self.ray_address is not None:
-            check_str(own, "ray_address", self.ray_address)
-        check_int(own, "ray_workers", self.ray_workers, minimum=1)
-        check_real(own, "ray_cpus_per_worker", self.ray_cpus_per_worker)
-        if not self.ray_cpus_per_worker > 0:
-            raise ValueError(f"{own}.ray_cpus_per_worker must be positive, got {self.ray_cpus_per_worker!r}")
+        check_sampler_options(own, self)
         if not isinstance(self.family_kwargs, dict) or not all(
             isinstance(k, str) for k in self.family_kwargs
         ):
