@@ -156,3 +156,47 @@ def test_all_ml1_names_are_registered() -> None:
     registered = {f for f in metarl.list_families() if f.startswith("ML1-")}
     assert registered == {f"ML1-{n.removesuffix('-v3')}-v0" for n in data.ALL_ENV_NAMES}
     assert metarl.family_spec("ML1-pick-place-v0").defaults == {"task_name": "pick-place"}
+
+
+class _ReachOracle:
+    """Meta-World's scripted reach policy told each sub-env's goal: succeeds on every task."""
+
+    name = "reach-oracle"
+    adaptation_unit = "gradient step"
+
+    def begin_adaptation(self, vec_env, seed):  # type: ignore[no-untyped-def]
+        from metaworld.policies import SawyerReachV3Policy
+
+        goals = np.stack([t.array("rand_vec")[3:6] for t in vec_env.subenv_tasks])
+        scripted = SawyerReachV3Policy()
+
+        class Adaptation:
+            def policy(self):  # type: ignore[no-untyped-def]
+                return lambda obs: np.stack(
+                    [
+                        scripted.get_action(np.concatenate([o[:36], g]))
+                        for o, g in zip(obs, goals, strict=True)
+                    ]
+                ).astype(np.float32)
+
+            def update(self, episodes):  # type: ignore[no-untyped-def]
+                pass
+
+        return Adaptation()
+
+
+def test_meta_test_runner_reports_success_rate_beside_return(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from metarl.agents.scripted import RandomLearner
+    from metarl.evaluation import EvalResult
+
+    family = metarl.make_family("ML1-reach-v0", split_sizes=SMALL)
+    kw = {"n_tasks": 2, "rounds": 1, "episodes_per_round": 1, "seed": 0}
+    oracle = metarl.evaluate(_ReachOracle(), family, **kw)
+    random_ = metarl.evaluate(RandomLearner(), family, **kw)
+    assert oracle.success is not None and oracle.success.shape == (2, 1)
+    assert oracle.success.tolist() == [[1.0], [1.0]]  # success at any step of the episode
+    assert random_.success is not None and random_.success.mean() < 1.0
+    assert "success rate" in oracle.to_markdown()
+    assert oracle.summary("success")[0]["mean"] == 1.0
+    oracle.to_json(tmp_path / "r.json")
+    assert EvalResult.from_json(tmp_path / "r.json").success.tolist() == [[1.0], [1.0]]
