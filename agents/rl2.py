@@ -25,7 +25,7 @@ training, checkpoints and logs are in :mod:`metarl.agents.rl2_train`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -320,15 +320,29 @@ def collect_trials(
     deterministic: bool = False,
 ) -> TrialBatch:
     """Run one trial per sub-env of ``env`` (sub-env ``i`` on ``tasks[i]``) until all have ended."""
-    x = env.reset(tasks, seed=seed)
     h = model.initial_state(env.num_trials)
-    cols: dict[str, list[Any]] = {k: [] for k in TrialBatch._fields}
-    for _ in range(env.max_trial_steps):
-        xt = torch.from_numpy(x)
+
+    def act(t: int, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        nonlocal h
         params, value, h = model(xt[:, None], h)
         params, value = params[:, 0], value[:, 0]
         action = model.sample(params, generator, deterministic)
-        log_prob = model.distribution(params).log_prob(action)
+        return action, model.distribution(params).log_prob(action), value
+
+    return run_trials(env, env.reset(tasks, seed=seed), act)
+
+
+#: ``act(t, inputs) -> (actions, log_probs, values)`` for the trials' step ``t``.
+TrialActFn = Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def run_trials(env: TrialVecEnv, x: np.ndarray, act: TrialActFn) -> TrialBatch:
+    """Step ``env`` from its reset inputs ``x`` with ``act`` until every trial has ended, recording
+    each step into a :class:`TrialBatch` (trial-major, one column per step)."""
+    cols: dict[str, list[Any]] = {k: [] for k in TrialBatch._fields}
+    for t in range(env.max_trial_steps):
+        xt = torch.from_numpy(x)
+        action, log_prob, value = act(t, xt)
         step = env.step(action.numpy())
         for key, val in (
             ("inputs", xt),

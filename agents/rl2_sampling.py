@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import torch
 
-from metarl.agents.rl2 import RL2ActorCritic, RL2Config, TrialBatch
+from metarl.agents.rl2 import RL2ActorCritic, RL2Config, TrialBatch, run_trials
 from metarl.agents.rl2_trials import TrialVecEnv
 from metarl.family import TaskFamily
 from metarl.samplers import LocalSampler, PolicyContext, PolicyState, RaySampler, ShardRunner, reset_seeds
@@ -86,9 +86,8 @@ def collect_seeded_trials(
     grid_x = torch.zeros(n_blocks * b, 1, env.inputs.input_dim)
     grid_h = model.initial_state(n_blocks * b)
     grid_noise = torch.zeros(n_blocks * b, *noise.shape[2:])
-    cols: dict[str, list[Any]] = {k: [] for k in TrialBatch._fields}
-    for t in range(T):
-        xt = torch.from_numpy(x)
+
+    def act(t: int, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         grid_x[lo : lo + n, 0] = xt
         grid_noise[lo : lo + n] = noise[:, t]
         outs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -100,23 +99,9 @@ def collect_seeded_trials(
             action = _sample(model, params, grid_noise[rows], deterministic)
             outs.append((action, model.distribution(params).log_prob(action), value))
         action, log_prob, value = (torch.cat(parts)[lo : lo + n] for parts in zip(*outs, strict=True))
-        step = env.step(action.numpy())
-        for key, val in (
-            ("inputs", xt),
-            ("actions", action),
-            ("log_probs", log_prob),
-            ("values", value),
-            ("rewards", torch.from_numpy(step.rewards).float()),
-            ("episode_done", torch.from_numpy(step.episode_done)),
-            ("mask", torch.from_numpy(step.active)),
-        ):
-            cols[key].append(val)
-        x = step.inputs
-        if step.trial_done.all():
-            break
-    else:
-        raise RuntimeError("trials did not end within episodes_per_trial * max_episode_steps steps")
-    batch = TrialBatch(**{k: torch.stack(v, 1) for k, v in cols.items()})
+        return action, log_prob, value
+
+    batch = run_trials(env, x, act)
     return _zero_padding(batch)
 
 
