@@ -83,22 +83,21 @@ def render_markdown(results: dict[str, Any]) -> str:
                 m = learners[label]
                 cells = " | ".join(_iv(m["returns"][r]["mean"]) for r in shown)
                 lines.append(f"| {label} | {m['adaptation_unit']} | {cells} |")
-            if any(learners[label]["success"] for label in labels):
-                lines += ["", "Success rate per round:", ""]
-                lines += [f"| learner | {head} |", "|---|" + "---|" * len(shown)]
-                for label in labels:
-                    m = learners[label]
-                    if m["success"]:
-                        cells = " | ".join(_iv(m["success"][r]["mean"], ".3f") for r in shown)
-                        lines.append(f"| {label} | {cells} |")
-            if any(learners[label]["normalized"] for label in labels):
-                lines += ["", "Normalised score (return - random) / (oracle - random), IQM per round:", ""]
-                lines += [f"| learner | {head} |", "|---|" + "---|" * len(shown)]
-                for label in labels:
-                    m = learners[label]
-                    if m["normalized"]:
-                        cells = " | ".join(_iv(m["normalized"][r]["iqm"]) for r in shown)
-                        lines.append(f"| {label} | {cells} |")
+            for key, stat, fmt, title in (
+                ("success", "mean", ".3f", "Success rate per round:"),
+                (
+                    "normalized",
+                    "iqm",
+                    ".2f",
+                    "Normalised score (return - random) / (oracle - random), IQM per round:",
+                ),
+            ):
+                if any(learners[label][key] for label in labels):
+                    lines += ["", title, "", f"| learner | {head} |", "|---|" + "---|" * len(shown)]
+                    for label in labels:
+                        if learners[label][key]:
+                            cells = " | ".join(_iv(learners[label][key][r][stat], fmt) for r in shown)
+                            lines.append(f"| {label} | {cells} |")
         trials = {label: m["trial"] for label, m in learners.items() if m.get("trial")}
         if trials:
             lines += [
