@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import datetime
 import importlib
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +38,7 @@ from metarl.agents.checkpoint import load_checkpoint, load_latest_checkpoint
 from metarl.agents.maml_train import BEST_NAME, CHECKPOINT_FORMAT, build, restore, train
 from metarl.agents.maml_trpo import MAMLTRPOConfig
 from metarl.agents.scripted import Navigation2DOracle
+from metarl.provenance import run_metadata
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -141,21 +139,6 @@ def _run_summary(run_dir: str) -> dict[str, Any]:
     }
 
 
-def _provenance() -> dict[str, Any]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
-    try:
-        load = [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        load = []
-    return {
-        "commit": commit.strip(),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {torch.get_num_threads()} torch thread(s)",
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "torch": torch.__version__,
-        "load_average": load,
-    }
-
-
 @app.command()
 def evaluate(
     family: FamilyOpt = "Navigation2D-v0",
@@ -211,7 +194,7 @@ def evaluate(
             flush=True,
         )
     meta = {
-        **_provenance(),
+        "provenance": run_metadata(eval_seed),
         "family": family,
         "test_tasks": len(fam.test),
         "train_seed": seed,
@@ -252,6 +235,8 @@ def _run_line(name: str, info: dict[str, Any], run: dict[str, Any]) -> str:
 
 def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
     family, paper = meta["family"], meta["paper"]
+    prov = meta["provenance"]
+    machine = prov["machine"]
     lines = [
         f"# MAML-TRPO on {family}",
         "",
@@ -300,8 +285,9 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
         f"python scripts/bench_maml.py evaluate --family {family} --seed {s} --eval-seed {meta['eval_seed']}",
         "```",
         "",
-        f"Commit {meta['commit']}, {meta['date']}, machine: {meta['machine']} (2 shared cores, no GPU), "
-        f"torch {meta['torch']}, load average {meta['load_average']}; meta-test wall-clock {meta['eval_wall_s']:.0f} s.",
+        f"Commit {prov['commit']}, {prov['date']}, machine: {machine['cpu']}, {machine['cores']} cores (shared, no "
+        f"GPU), torch {machine['versions']['torch']}, {torch.get_num_threads()} torch thread(s), load average "
+        f"{machine['load_average_1_5_15min']}; meta-test wall-clock {meta['eval_wall_s']:.0f} s.",
     ]
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
