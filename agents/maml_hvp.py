@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchedOuterStep",
+    "InnerSteps",
     "batched_inner_losses",
     "batched_objective_no_graph",
     "batched_outer_losses",
@@ -85,6 +86,53 @@ def _broadcast(theta: Mapping[str, Tensor], K: int) -> dict[str, Tensor]:
     return {n: p.detach().expand(K, *p.shape) for n, p in theta.items()}
 
 
+class InnerSteps:
+    """The inner gradient steps of one meta-iteration, taken at the current meta-parameters.
+
+    :meth:`step` adapts every task's parameters on one batch (what the sampler runs next); with
+    ``second_order`` it keeps each step's input leaves and gradient graph, so that
+    :class:`BatchedOuterStep` differentiates through the very steps the episodes were sampled with
+    instead of recomputing them (one forward and backward pass of the network over every inner
+    batch saved per meta-iteration).
+
+    Args:
+        policy: the policy; its current parameters are the meta-parameters.
+        step_sizes: the inner step size per parameter name (fixed numbers; not Meta-SGD).
+        n_tasks: ``K``, the tasks of the meta-batch.
+        second_order: keep the gradients' graphs (False: first-order MAML, nothing kept).
+    """
+
+    def __init__(
+        self, policy: MLPPolicy, step_sizes: Mapping[str, float], n_tasks: int, *, second_order: bool
+    ) -> None:
+        self.policy = policy
+        self.names = [n for n, _ in policy.named_parameters()]
+        self.alphas = [step_sizes[n] for n in self.names]
+        self.second_order = second_order
+        self.n_tasks = n_tasks
+        #: The parameters after the steps so far, ``(K, ...)`` each, without graphs.
+        self.params = [p.detach().expand(n_tasks, *p.shape) for _, p in policy.named_parameters()]
+        #: One ``(input leaves, gradient with its graph)`` pair per step (only with ``second_order``).
+        self.graphs: list[tuple[list[Tensor], tuple[Tensor, ...]]] = []
+        #: Each step's input parameters (for the subsampled inner Hessians of ``hvp_subsample``).
+        self.inputs: list[list[Tensor]] = []
+        self.steps_taken = 0
+
+    def step(self, data: TaskTensors) -> dict[str, Tensor]:
+        """Take one inner step on ``data`` and return the adapted per-task parameters (detached)."""
+        leaves = [p.detach().requires_grad_(True) for p in self.params]
+        with torch.enable_grad():
+            named = dict(zip(self.names, leaves, strict=True))
+            loss = batched_inner_losses(self.policy, named, data).sum()
+            grads = torch.autograd.grad(loss, leaves, create_graph=self.second_order)
+        if self.second_order:
+            self.graphs.append((leaves, grads))
+        self.inputs.append(leaves)
+        self.params = [(p - a * g).detach() for p, a, g in zip(leaves, self.alphas, grads, strict=True)]
+        self.steps_taken += 1
+        return dict(zip(self.names, self.params, strict=True))
+
+
 def batched_objective_no_graph(
     policy: MLPPolicy,
     theta: Mapping[str, Tensor],
@@ -121,6 +169,8 @@ class BatchedOuterStep:
         hvp_inner_data: per inner step, the steps whose inner Hessian ``H_in`` the KL Hessian
             products use in ``A = I - alpha H_in`` (default: ``inner_data``); each at the same input
             parameters as the full batch's step.
+        inner: the inner steps already taken on ``inner_data`` at the current parameters (by the
+            meta-iteration, to sample the post-adaptation episodes); default: take them here.
     """
 
     def __init__(
@@ -133,6 +183,7 @@ class BatchedOuterStep:
         second_order: bool,
         hvp_data: TaskTensors | None = None,
         hvp_inner_data: Sequence[TaskTensors] | None = None,
+        inner: InnerSteps | None = None,
     ) -> None:
         self.policy = policy
         self.names = [n for n, _ in policy.named_parameters()]
@@ -149,22 +200,26 @@ class BatchedOuterStep:
                     f"hvp_inner_data has {len(hvp_inner_data)} batches, inner_data {len(inner_data)}"
                 )
             self.hvp_steps = []
-        params = [p.detach().expand(self.K, *p.shape) for p in self.shapes]
-        for i, data in enumerate(inner_data):
-            leaves = [p.detach().requires_grad_(True) for p in params]
-            with torch.enable_grad():
-                loss = batched_inner_losses(policy, dict(zip(self.names, leaves, strict=True)), data).sum()
-                grads = torch.autograd.grad(loss, leaves, create_graph=second_order)
-                if second_order and self.hvp_steps is not self.steps:
-                    assert hvp_inner_data is not None
-                    sub_leaves = [p.detach().requires_grad_(True) for p in params]
-                    sub = batched_inner_losses(policy, self._named(sub_leaves), hvp_inner_data[i]).sum()
+        if inner is None:
+            inner = InnerSteps(policy, step_sizes, self.K, second_order=second_order)
+            for data in inner_data:
+                inner.step(data)
+        elif inner.steps_taken != len(inner_data) or inner.second_order != second_order:
+            raise ValueError(
+                f"inner has {inner.steps_taken} steps (second_order={inner.second_order}), expected "
+                f"{len(inner_data)} (second_order={second_order})"
+            )
+        self.steps.extend(inner.graphs)
+        if self.hvp_steps is not self.steps:
+            assert hvp_inner_data is not None
+            for inputs, data in zip(inner.inputs, hvp_inner_data, strict=True):
+                sub_leaves = [p.detach().requires_grad_(True) for p in inputs]
+                with torch.enable_grad():
+                    sub = batched_inner_losses(policy, self._named(sub_leaves), data).sum()
                     self.hvp_steps.append(
                         (sub_leaves, torch.autograd.grad(sub, sub_leaves, create_graph=True))
                     )
-            if second_order:
-                self.steps.append((leaves, grads))
-            params = [(p - a * g).detach() for p, a, g in zip(leaves, self.alphas, grads, strict=True)]
+        params = inner.params
         # without inner steps (the pretrained baseline) these are still broadcast views, which
         # forward-mode AD cannot take as primals
         params = [p.contiguous() for p in params]

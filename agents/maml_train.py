@@ -145,6 +145,7 @@ def _meta_iteration_body(
     inner_data = []
     params: Params | None = None
     pre_returns: list[float] = []
+    inner = algo.inner_steps(n_tasks)  # the batched path keeps the steps' graphs for the outer step
     for _ in range(cfg.inner_steps):
         t0 = time.perf_counter()
         threads.sampling()
@@ -153,7 +154,10 @@ def _meta_iteration_body(
         t1 = time.perf_counter()
         adv = task_advantages(episodes, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
         inner_data.append(task_tensors(episodes, adv, normalize=cfg.normalize_advantages))
-        params = algo.adapted_params(inner_data, n_tasks, create_graph=False)
+        if inner is not None:
+            params = inner.step(inner_data[-1])
+        else:
+            params = algo.adapted_params(inner_data, n_tasks, create_graph=False)
         pre_returns.append(float(episodes.returns.mean()))
         t_sample += t1 - t0
         t_inner += time.perf_counter() - t1
@@ -164,7 +168,7 @@ def _meta_iteration_body(
     t1 = time.perf_counter()
     adv = task_advantages(valid, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
     stats = algo.meta_step(
-        inner_data, task_tensors(valid, adv, normalize=cfg.normalize_advantages), generator
+        inner_data, task_tensors(valid, adv, normalize=cfg.normalize_advantages), generator, inner
     )
     t2 = time.perf_counter()
     post = float(valid.returns.mean())

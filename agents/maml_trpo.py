@@ -43,6 +43,7 @@ from metarl.agents.config_checks import (
 )
 from metarl.agents.maml_hvp import (
     BatchedOuterStep,
+    InnerSteps,
     batched_inner_losses,
     batched_objective_no_graph,
     batched_outer_losses,
@@ -443,6 +444,15 @@ class MAMLTRPO:
             create_graph=create_graph, batching=self.config.task_batching,
         )  # fmt: skip
 
+    def inner_steps(self, n_tasks: int) -> InnerSteps | None:
+        """A fresh :class:`metarl.agents.maml_hvp.InnerSteps` at the current meta-parameters for a
+        meta-iteration to adapt with and pass on to :meth:`meta_step`, on the batched path
+        (``task_batching="batched"``, no Meta-SGD); ``None`` on the others (use :meth:`adapted_params`)."""
+        if self.config.task_batching != "batched" or self.config.meta_sgd:
+            return None
+        sizes = {n: float(a) for n, a in self.inner_step_sizes().items()}
+        return InnerSteps(self.policy, sizes, n_tasks, second_order=not self.config.first_order)
+
     def objective(
         self,
         inner_data: list[TaskTensors],
@@ -470,7 +480,11 @@ class MAMLTRPO:
         return surrogate.mean(), kl.mean(), old_dist
 
     def meta_step(
-        self, inner_data: list[TaskTensors], valid: TaskTensors, generator: torch.Generator | None = None
+        self,
+        inner_data: list[TaskTensors],
+        valid: TaskTensors,
+        generator: torch.Generator | None = None,
+        inner: InnerSteps | None = None,
     ) -> dict[str, float]:
         """One TRPO update of the meta-parameters on the post-adaptation surrogate.
 
@@ -480,11 +494,15 @@ class MAMLTRPO:
         scale to the KL bound, and backtrack until the KL bound holds and the surrogate improves.
         With ``task_batching="batched"`` (and no Meta-SGD) the same quantities come from
         :class:`metarl.agents.maml_hvp.BatchedOuterStep`. ``generator`` draws the ``hvp_subsample``
-        steps (default: one seeded with ``config.seed``).
+        steps (default: one seeded with ``config.seed``). ``inner``: the inner steps the
+        meta-iteration already took on ``inner_data`` from :meth:`inner_steps` (batched path only;
+        default: recompute them).
         """
         cfg = self.config
         if cfg.task_batching == "batched" and not cfg.meta_sgd:
-            return self._batched_meta_step(inner_data, valid, generator)
+            return self._batched_meta_step(inner_data, valid, generator, inner)
+        if inner is not None:
+            raise ValueError("inner steps can be reused only with task_batching='batched' and no Meta-SGD")
         theta = self.meta_parameters()
         second_order = not cfg.first_order
         loss, kl, old_dist = self.objective(inner_data, valid, None, create_graph=second_order)
@@ -504,7 +522,11 @@ class MAMLTRPO:
         return self._line_search(theta, old, step, evaluate, loss_before, grad)
 
     def _batched_meta_step(
-        self, inner_data: list[TaskTensors], valid: TaskTensors, generator: torch.Generator | None
+        self,
+        inner_data: list[TaskTensors],
+        valid: TaskTensors,
+        generator: torch.Generator | None,
+        inner: InnerSteps | None,
     ) -> dict[str, float]:
         cfg = self.config
         theta = self.meta_parameters()
@@ -515,7 +537,7 @@ class MAMLTRPO:
             hvp_inner = [subsample_steps(d, cfg.hvp_subsample, generator) for d in inner_data]
         sizes = {n: float(a) for n, a in self.inner_step_sizes().items()}
         outer = BatchedOuterStep(self.policy, sizes, inner_data, valid, second_order=not cfg.first_order,
-                                 hvp_data=hvp_data, hvp_inner_data=hvp_inner)  # fmt: skip
+                                 hvp_data=hvp_data, hvp_inner_data=hvp_inner, inner=inner)  # fmt: skip
         loss_before, grad = outer.loss_and_gradient()
         hvp = functools.partial(outer.kl_hvp, damping=cfg.cg_damping)
         direction, h_direction = conjugate_gradient_with_product(hvp, grad, cfg.cg_iters)

@@ -41,7 +41,7 @@ LOCOMOTION = MAMLTRPOConfig(
 
 def run(config: MAMLTRPOConfig) -> None:
     """Parse ``--seed``, ``--iterations``, ``--run-dir``, ``--time-budget-s``, ``--threads``,
-    ``--hvp-subsample``, ``--inner-steps``, ``--eval-every`` and ``--resume``, then train ``config`` with them applied."""
+    ``--optim-threads``, ``--hvp-subsample``, ``--inner-steps``, ``--eval-every`` and ``--resume``, then train ``config`` with them applied."""
 
     def main(
         seed: Annotated[int, typer.Option(help="Run seed.")] = config.seed,
@@ -53,6 +53,9 @@ def run(config: MAMLTRPOConfig) -> None:
             float, typer.Option(help="Stop after this many seconds (0: no limit).")
         ] = 0.0,
         threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+        optim_threads: Annotated[
+            int, typer.Option(help="torch threads for the inner and outer updates only (0: --threads).")
+        ] = 0,
         hvp_subsample: Annotated[
             float, typer.Option(help="Fraction of steps in the KL Hessian products (1: exact, the paper's).")
         ] = config.hvp_subsample,
@@ -75,6 +78,7 @@ def run(config: MAMLTRPOConfig) -> None:
             hvp_subsample=hvp_subsample,
             eval_every=eval_every,
             inner_steps=inner_steps,
+            optim_threads=optim_threads or config.optim_threads,
         )
         print(cfg.to_json())
         train(cfg, resume=resume)

@@ -309,6 +309,33 @@ def test_hvp_subsample_uses_a_renormalised_subset_of_the_validation_and_inner_st
         config(task_batching="loop", hvp_subsample=0.2)  # needs task_batching="batched"
 
 
+@pytest.mark.parametrize("hvp_subsample", [1.0, 0.5])
+def test_meta_step_reusing_the_iterations_inner_steps_takes_the_same_step(hvp_subsample: float) -> None:
+    """The inner steps taken to sample (their graphs kept) give the outer step it would recompute."""
+    policy, in1, in2, valid = float32_problem()
+    results = []
+    for reuse in (False, True):
+        algo = MAMLTRPO(copy.deepcopy(policy), config(task_batching="batched", hvp_subsample=hvp_subsample))
+        inner = algo.inner_steps(valid.obs.shape[0])
+        assert inner is not None
+        adapted = [inner.step(in1), inner.step(in2)]
+        expected = algo.adapted_params([in1, in2], valid.obs.shape[0], create_graph=False)
+        for n, p in expected.items():
+            torch.testing.assert_close(adapted[-1][n], p)
+        stats = algo.meta_step([in1, in2], valid, torch.Generator().manual_seed(0), inner if reuse else None)
+        results.append((stats, flatten(algo.meta_parameters()).detach()))
+    (s0, p0), (s1, p1) = results
+    assert s1 == s0
+    assert torch.equal(p1, p0)
+    algo = MAMLTRPO(copy.deepcopy(policy), config(task_batching="batched"))
+    one_step = algo.inner_steps(valid.obs.shape[0])
+    assert one_step is not None
+    one_step.step(in1)
+    with pytest.raises(ValueError, match="inner has 1 steps"):
+        algo.meta_step([in1, in2], valid, None, one_step)
+    assert MAMLTRPO(policy, config(task_batching="loop")).inner_steps(3) is None
+
+
 def test_meta_sgd_learns_step_sizes() -> None:
     policy, inner, valid = tiny_problem()
     algo = MAMLTRPO(policy, config(meta_sgd=True))
