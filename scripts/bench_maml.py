@@ -81,12 +81,16 @@ def pretrain(
     time_budget_s: float = 900.0,
     resume: bool = False,
     hvp_subsample: Annotated[float, typer.Option(help="As the MAML run's (1: exact).")] = 1.0,
+    iterations: Annotated[int, typer.Option(help="TRPO iterations (0: the MAML config's).")] = 0,
+    optim_threads: Annotated[int, typer.Option(help="torch threads for the updates (0: 1).")] = 0,
 ) -> None:
     """Train the pretrained baseline: TRPO on all training tasks, no inner step."""
     torch.set_num_threads(1)
     config, _, _ = _experiment(family)
     config = dataclasses.replace(config, seed=seed, inner_steps=0, run_dir=_pretrain_run(family, seed),
-                                 time_budget_s=time_budget_s, hvp_subsample=hvp_subsample)  # fmt: skip
+                                 time_budget_s=time_budget_s or None, hvp_subsample=hvp_subsample,
+                                 meta_iterations=iterations or config.meta_iterations,
+                                 optim_threads=optim_threads or None)  # fmt: skip
     train(config, resume=resume)
 
 
