@@ -116,6 +116,10 @@ class MAMLTRPOConfig:
     """Inner gradient steps during meta-training (each on freshly sampled episodes)."""
     inner_lr: float = 0.1
     """Inner step size alpha (the initial value of the learned step sizes with Meta-SGD)."""
+    later_step_scale: float = 1.0
+    """Meta-test only: gradient steps after the first use ``inner_lr * later_step_scale``. The MAML
+    reference code's test script (``maml_examples/test_maml_point.py``) uses 0.5: its first step has
+    the training step size, the later ones half of it. Training is unchanged."""
     meta_sgd: bool = False
     """Learn one inner step size per parameter (Meta-SGD, Li et al. 2017)."""
     first_order: bool = False
@@ -201,7 +205,7 @@ class MAMLTRPOConfig:
         check_int(own, "inner_steps", self.inner_steps, minimum=0)
         check_int(own, "train_tasks", self.train_tasks, minimum=1, optional=True)
         check_int(own, "optim_threads", self.optim_threads, minimum=1, optional=True)
-        for name in ("init_std", "inner_lr", "gamma", "gae_lambda", "baseline_reg", "max_kl", "cg_damping",
+        for name in ("init_std", "inner_lr", "later_step_scale", "gamma", "gae_lambda", "baseline_reg", "max_kl", "cg_damping",
                      "ls_backtrack_ratio", "hvp_subsample"):  # fmt: skip
             check_real(own, name, getattr(self, name))
         check_real(own, "time_budget_s", self.time_budget_s, optional=True)
@@ -220,7 +224,7 @@ class MAMLTRPOConfig:
             raise ValueError(f"train_tasks must be a positive int or None, got {self.train_tasks!r}")
         if not self.hidden_sizes or any(not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive ints, got {self.hidden_sizes!r}")
-        for name in ("inner_lr", "max_kl", "init_std"):
+        for name in ("inner_lr", "max_kl", "init_std", "later_step_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("gamma", "gae_lambda"):
@@ -585,9 +589,10 @@ class MAMLTRPO:
             for p, v in zip(theta, unflatten(flat, theta), strict=True):
                 p.copy_(v)
 
-    def learner(self, name: str = "maml-trpo") -> MAMLLearner:
-        """A :class:`metarl.MetaLearner` starting from the current meta-parameters."""
-        return MAMLLearner(self.policy, self.inner_step_sizes(), self.config, name=name)
+    def learner(self, name: str = "maml-trpo", later_step_scale: float | None = None) -> MAMLLearner:
+        """A :class:`metarl.MetaLearner` starting from the current meta-parameters (see
+        :class:`MAMLLearner` for ``later_step_scale``)."""
+        return MAMLLearner(self.policy, self.inner_step_sizes(), self.config, name, later_step_scale)
 
 
 # ---------------------------------------------------------------------------------- 6. meta-testing
@@ -604,6 +609,7 @@ class MAMLAdaptation:
             n: p.detach().expand(K, *p.shape).clone() for n, p in learner.policy.named_parameters()
         }
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.steps_taken = 0
 
     def policy(self) -> PolicySampler:
         return PolicySampler(
@@ -615,17 +621,22 @@ class MAMLAdaptation:
         adv = task_advantages(episodes, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)
         data = task_tensors(episodes, adv, normalize=cfg.normalize_advantages)
         params = {n: p.detach().requires_grad_(True) for n, p in self.params.items()}
+        sizes = self.learner.step_sizes
+        if self.steps_taken > 0 and self.learner.later_step_scale != 1.0:
+            sizes = {n: a * self.learner.later_step_scale for n, a in sizes.items()}
         with torch.enable_grad():
-            new = adapt(self.learner.policy, params, self.learner.step_sizes, [data], create_graph=False,
+            new = adapt(self.learner.policy, params, sizes, [data], create_graph=False,
                         batching=cfg.task_batching)  # fmt: skip
         self.params = {n: p.detach() for n, p in new.items()}
+        self.steps_taken += 1
 
 
 class MAMLLearner:
     """Meta-test a policy initialisation with gradient steps (the :class:`metarl.MetaLearner` protocol).
 
     Round ``r`` of :func:`metarl.evaluate` runs the policy after ``r`` REINFORCE steps on the previous
-    rounds' episodes, each with a per-task linear baseline, exactly as in the inner loop.
+    rounds' episodes, each with a per-task linear baseline, exactly as in the inner loop. Steps after
+    the first are scaled by ``later_step_scale`` (default: the config's).
     """
 
     adaptation_unit: AdaptationUnit = "gradient step"
@@ -636,8 +647,12 @@ class MAMLLearner:
         step_sizes: Mapping[str, Tensor | float],
         config: MAMLTRPOConfig,
         name: str = "maml-trpo",
+        later_step_scale: float | None = None,
     ) -> None:
         self.policy = policy
+        self.later_step_scale = config.later_step_scale if later_step_scale is None else later_step_scale
+        if not (isinstance(self.later_step_scale, (int, float)) and self.later_step_scale > 0):
+            raise ValueError(f"later_step_scale must be a positive number, got {self.later_step_scale!r}")
         self.step_sizes = {n: (v.detach() if isinstance(v, Tensor) else v) for n, v in step_sizes.items()}
         self.config = config
         self.name = name

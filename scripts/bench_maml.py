@@ -155,6 +155,13 @@ def evaluate(
     pretrained_run: Annotated[
         str, typer.Option(help="Pretrained run directory (default .../pretrained_seed<seed>).")
     ] = "",
+    later_step_scale: Annotated[
+        float,
+        typer.Option(
+            help="Step size of every gradient step after the first, relative to the first, "
+            "for every gradient learner (the MAML reference's test script: 0.5)."
+        ),
+    ] = 1.0,
 ) -> None:
     """Meta-test every learner on the test split and write results.json, README.md, adaptation.png."""
     torch.set_num_threads(1)
@@ -167,19 +174,20 @@ def evaluate(
     for run_dir in maml_runs:
         maml_algo, info = _load(run_dir)
         info["run"] = _run_summary(run_dir)
+        info["run_dir"] = run_dir
         steps = info["config"]["inner_steps"]
         name = "maml-trpo" if len(maml_runs) == 1 else f"maml-trpo ({steps}-step training)"
-        learners.append((maml_algo.learner(name), info))
+        learners.append((maml_algo.learner(name, later_step_scale), info))
         maml_infos.append(info)
     maml_info = maml_infos[0]
     pre_info: dict[str, Any] | None = None
     if (Path(pretrained_run) / "checkpoints").is_dir() or (Path(pretrained_run) / BEST_NAME).exists():
         pre_algo, pre_info = _load(pretrained_run)
-        learners.append((pre_algo.learner("pretrained"), pre_info))
+        learners.append((pre_algo.learner("pretrained", later_step_scale), pre_info))
     # the random initialisation uses the MAML run's parametrisation (e.g. normalize_actions)
     random_config = MAMLTRPOConfig.from_dict({**maml_info["config"], "seed": seed + 1000})
     random_algo, _ = build(random_config)
-    learners.append((random_algo.learner("random-init"), {"seed": seed + 1000}))
+    learners.append((random_algo.learner("random-init", later_step_scale), {"seed": seed + 1000}))
     oracle_info: dict[str, Any] = {}
     if family == "Navigation2D-v0":
         learners.append((Navigation2DOracle(), {}))
@@ -203,6 +211,7 @@ def evaluate(
         "test_tasks": len(fam.test),
         "train_seed": seed,
         "eval_seed": eval_seed,
+        "later_step_scale": later_step_scale,
         "maml": maml_infos,
         "pretrained": pre_info,
         "pretrained_run": _run_summary(pretrained_run),
@@ -237,6 +246,13 @@ def _run_line(name: str, info: dict[str, Any], run: dict[str, Any]) -> str:
     )
 
 
+def _step_sizes(meta: dict[str, Any]) -> str:
+    alpha, scale = meta["maml"][0]["config"]["inner_lr"], meta.get("later_step_scale", 1.0)
+    if scale == 1.0:
+        return f"{alpha} each"
+    return f"{alpha} for the first step, {alpha * scale:g} for the later ones, as the MAML reference's test script"
+
+
 def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
     family, paper = meta["family"], meta["paper"]
     prov = meta["provenance"]
@@ -246,7 +262,7 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
         "",
         f"Mean return over the {meta['test_tasks']} held-out test tasks after 0-3 gradient steps (20 episodes "
         "per step per task; 95% bootstrap CI over tasks). Every learner except the oracle adapts with the same "
-        "REINFORCE steps (size 0.1, per-task linear baseline).",
+        f"REINFORCE steps (per-task linear baseline; size {_step_sizes(meta)}).",
         "",
         "| learner | 0 steps | 1 step | 2 steps | 3 steps |",
         "|---|---|---|---|---|",
@@ -286,7 +302,13 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
             if family != "Navigation2D-v0"
             else []
         ),
-        f"python scripts/bench_maml.py evaluate --family {family} --seed {s} --eval-seed {meta['eval_seed']}",
+        f"python scripts/bench_maml.py evaluate --family {family} --seed {s} --eval-seed {meta['eval_seed']}"
+        + "".join(f" --maml-run {info['run_dir']}" for info in meta["maml"] if "run_dir" in info)
+        + (
+            f" --later-step-scale {meta['later_step_scale']:g}"
+            if meta.get("later_step_scale", 1.0) != 1.0
+            else ""
+        ),
         "```",
         "",
         f"Commit {prov['commit']}, {prov['date']}, machine: {machine['cpu']}, {machine['cores']} cores (shared, no "

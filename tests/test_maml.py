@@ -408,6 +408,55 @@ def test_per_task_sampler_matches_per_subenv_forward() -> None:
         np.testing.assert_allclose(actions[i], mean.numpy(), rtol=1e-6, atol=1e-6)
 
 
+def test_later_meta_test_steps_use_the_scaled_step_size() -> None:
+    """later_step_scale: the first meta-test step has size alpha, every later one alpha * scale."""
+    from metarl.agents.advantages import task_advantages
+    from metarl.agents.maml_trpo import MAMLLearner, task_tensors
+    from metarl.rollout import collect
+
+    fam = metarl.make_family("Navigation2D-v0")
+    env = fam.make_env()
+    policy = make_policy(env.observation_space, env.action_space, (8,), "tanh",
+                         generator=torch.Generator().manual_seed(0))  # fmt: skip
+    cfg = config(inner_lr=0.3, later_step_scale=0.5)
+    vec = metarl.make_vec(fam, fam.train[:2], envs_per_task=2)
+    start = {n: p.detach().expand(2, *p.shape) for n, p in policy.named_parameters()}
+    episodes = [
+        collect(
+            vec, PolicySampler(policy, start, torch.Generator().manual_seed(i), envs_per_task=2), 4, seed=i
+        )
+        for i in range(2)
+    ]
+    data = [
+        task_tensors(e, task_advantages(e, cfg.gamma, cfg.gae_lambda, cfg.baseline_reg)) for e in episodes
+    ]
+
+    def after_two_steps(learner: MAMLLearner) -> dict[str, torch.Tensor]:
+        adaptation = learner.begin_adaptation(vec, seed=0)
+        for e in episodes:
+            adaptation.update(e)
+        return adaptation.params
+
+    def by_hand(second: float) -> dict[str, torch.Tensor]:
+        params = {n: p.detach().requires_grad_(True) for n, p in start.items()}
+        one = adapt(policy, params, {n: 0.3 for n in params}, [data[0]], create_graph=False)
+        one = {n: p.detach().requires_grad_(True) for n, p in one.items()}
+        return adapt(policy, one, {n: second for n in params}, [data[1]], create_graph=False)
+
+    scaled = after_two_steps(MAMLLearner(policy, {n: 0.3 for n in start}, cfg))
+    plain = after_two_steps(MAMLLearner(policy, {n: 0.3 for n in start}, cfg, later_step_scale=1.0))
+    for n, p in by_hand(0.15).items():
+        torch.testing.assert_close(scaled[n], p.detach())
+    for n, p in by_hand(0.3).items():
+        torch.testing.assert_close(plain[n], p.detach())
+    assert not torch.allclose(scaled["mlp.0.weight"], plain["mlp.0.weight"])
+    with pytest.raises(ValueError, match="later_step_scale"):
+        config(later_step_scale=0.0)
+    with pytest.raises(ValueError, match="later_step_scale"):
+        MAMLLearner(policy, {n: 0.3 for n in start}, cfg, later_step_scale=-1.0)
+    vec.close()
+
+
 def test_config_rejects_bad_values_by_name() -> None:
     with pytest.raises(ValueError, match="bogus"):
         MAMLTRPOConfig.from_dict({"bogus": 1})
