@@ -8,10 +8,11 @@ HalfCheetahDir-v0 (``scripts/maml_cheetah_{vel,dir}.py``). Steps, each a sub-com
   the same validation-based selection as MAML;
 * ``oracle``: for the locomotion families, a task-conditioned PPO policy (stable-baselines3) that
   sees the task parameters (Navigation2D uses the exact scripted oracle instead);
-* ``evaluate``: meta-test on the held-out test tasks after 0, 1, 2, 3 gradient steps (20 episodes
-  per step) for MAML (``best.pt`` of its run, else its newest checkpoint), the pretrained policy and
-  a random initialisation, each adapted with the same REINFORCE steps, and the oracle; writes
-  ``results.json``, ``README.md`` and ``adaptation.png`` under ``benchmarks/maml_<name>/``.
+* ``evaluate``: meta-test on the held-out test tasks after 0, 1, 2, 3 gradient steps (by default
+  with the reference test scripts' batch and step sizes, ``TEST_PROTOCOL``) for MAML (``best.pt``
+  of its run, else its newest checkpoint), the pretrained policy and a random initialisation, each
+  adapted with the same REINFORCE steps, and the oracle; writes ``results.json``, ``README.md`` and
+  ``adaptation.png`` under ``benchmarks/maml_<name>/``.
 
 MAML itself is trained by its script, e.g. ``python scripts/maml_nav2d.py --seed 0``.
 """
@@ -51,6 +52,15 @@ EXPERIMENTS: dict[str, tuple[str, str, dict[str, list[float | None]]]] = {
     ),
     "HalfCheetahVel-v0": ("maml_cheetah_vel", "maml_cheetah_vel", {}),
     "HalfCheetahDir-v0": ("maml_cheetah_dir", "maml_cheetah_dir", {}),
+}
+#: The meta-test protocol of the MAML reference code's test scripts (maml_examples/test_maml_point.py
+#: and test_maml_cheetah.py): every gradient step on a batch of 4000 steps, i.e. 40 episodes of
+#: Navigation2D's 100 steps or 20 of HalfCheetah's 200, and the steps after the first at half size.
+#: (family -> (episodes per step, later_step_scale))
+TEST_PROTOCOL: dict[str, tuple[int, float]] = {
+    "Navigation2D-v0": (40, 0.5),
+    "HalfCheetahVel-v0": (20, 0.5),
+    "HalfCheetahDir-v0": (20, 0.5),
 }
 FamilyOpt = Annotated[str, typer.Option(help=f"One of {', '.join(EXPERIMENTS)}.")]
 
@@ -158,14 +168,19 @@ def evaluate(
     later_step_scale: Annotated[
         float,
         typer.Option(
-            help="Step size of every gradient step after the first, relative to the first, "
-            "for every gradient learner (the MAML reference's test script: 0.5)."
+            help="Step size of every gradient step after the first, relative to the first, for every "
+            "gradient learner (0: the reference test scripts' 0.5)."
         ),
-    ] = 1.0,
+    ] = 0.0,
+    episodes_per_step: Annotated[
+        int, typer.Option(help="Episodes per task and gradient step (0: the reference's 4000 steps' worth).")
+    ] = 0,
 ) -> None:
     """Meta-test every learner on the test split and write results.json, README.md, adaptation.png."""
     torch.set_num_threads(1)
     config, out, paper = _experiment(family)
+    episodes_per_step = episodes_per_step or TEST_PROTOCOL[family][0]
+    later_step_scale = later_step_scale or TEST_PROTOCOL[family][1]
     fam = metarl.make_family(family)
     maml_runs = maml_run or [_maml_run(family, seed)]
     pretrained_run = pretrained_run or _pretrain_run(family, seed)
@@ -199,7 +214,9 @@ def evaluate(
         oracle_info = {"kind": "task-conditioned SB3 PPO", "path": str(_oracle_path(family, seed))}
     results, t0 = [], time.perf_counter()
     for learner, _ in learners:
-        results.append(metarl.evaluate(learner, fam, rounds=4, episodes_per_round=20, seed=eval_seed))
+        results.append(
+            metarl.evaluate(learner, fam, rounds=4, episodes_per_round=episodes_per_step, seed=eval_seed)
+        )
         print(
             learner.name if hasattr(learner, "name") else learner,
             results[-1].returns.mean(0).round(2),
@@ -212,6 +229,7 @@ def evaluate(
         "train_seed": seed,
         "eval_seed": eval_seed,
         "later_step_scale": later_step_scale,
+        "episodes_per_step": episodes_per_step,
         "maml": maml_infos,
         "pretrained": pre_info,
         "pretrained_run": _run_summary(pretrained_run),
@@ -260,9 +278,10 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
     lines = [
         f"# MAML-TRPO on {family}",
         "",
-        f"Mean return over the {meta['test_tasks']} held-out test tasks after 0-3 gradient steps (20 episodes "
-        "per step per task; 95% bootstrap CI over tasks). Every learner except the oracle adapts with the same "
-        f"REINFORCE steps (per-task linear baseline; size {_step_sizes(meta)}).",
+        f"Mean return over the {meta['test_tasks']} held-out test tasks after 0-3 gradient steps "
+        f"({meta.get('episodes_per_step', 20)} episodes per step per task; 95% bootstrap CI over tasks). Every "
+        "learner except the oracle adapts with the same REINFORCE steps (per-task linear baseline; size "
+        f"{_step_sizes(meta)}).",
         "",
         "| learner | 0 steps | 1 step | 2 steps | 3 steps |",
         "|---|---|---|---|---|",
@@ -304,11 +323,7 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
         ),
         f"python scripts/bench_maml.py evaluate --family {family} --seed {s} --eval-seed {meta['eval_seed']}"
         + "".join(f" --maml-run {info['run_dir']}" for info in meta["maml"] if "run_dir" in info)
-        + (
-            f" --later-step-scale {meta['later_step_scale']:g}"
-            if meta.get("later_step_scale", 1.0) != 1.0
-            else ""
-        ),
+        + f" --later-step-scale {meta['later_step_scale']:g} --episodes-per-step {meta['episodes_per_step']}",
         "```",
         "",
         f"Commit {prov['commit']}, {prov['date']}, machine: {machine['cpu']}, {machine['cores']} cores (shared, no "
