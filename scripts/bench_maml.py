@@ -191,7 +191,8 @@ def evaluate(
         info["run"] = _run_summary(run_dir)
         info["run_dir"] = run_dir
         steps = info["config"]["inner_steps"]
-        name = "maml-trpo" if len(maml_runs) == 1 else f"maml-trpo ({steps}-step training)"
+        lr = info["config"]["inner_lr"]
+        name = "maml-trpo" if len(maml_runs) == 1 else f"maml-trpo ({steps}-step training, inner step {lr})"
         learners.append((maml_algo.learner(name, later_step_scale), info))
         maml_infos.append(info)
     maml_info = maml_infos[0]
