@@ -234,6 +234,7 @@ def evaluate(
         "maml": maml_infos,
         "pretrained": pre_info,
         "pretrained_run": _run_summary(pretrained_run),
+        "pretrained_run_dir": pretrained_run,
         "oracle": oracle_info,
         "eval_wall_s": time.perf_counter() - t0,
         "script_config": config.to_dict(),
@@ -266,10 +267,13 @@ def _run_line(name: str, info: dict[str, Any], run: dict[str, Any]) -> str:
 
 
 def _step_sizes(meta: dict[str, Any]) -> str:
-    alpha, scale = meta["maml"][0]["config"]["inner_lr"], meta.get("later_step_scale", 1.0)
+    scale = meta.get("later_step_scale", 1.0)
     if scale == 1.0:
-        return f"{alpha} each"
-    return f"{alpha} for the first step, {alpha * scale:g} for the later ones, as the MAML reference's test script"
+        return "each learner's inner step size"
+    return (
+        f"each learner's inner step size for the first step and {scale:g} times it for the later ones, "
+        "as in the MAML reference's test scripts"
+    )
 
 
 def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
@@ -324,6 +328,7 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
         ),
         f"python scripts/bench_maml.py evaluate --family {family} --seed {s} --eval-seed {meta['eval_seed']}"
         + "".join(f" --maml-run {info['run_dir']}" for info in meta["maml"] if "run_dir" in info)
+        + (f" --pretrained-run {meta['pretrained_run_dir']}" if meta.get("pretrained") else "")
         + f" --later-step-scale {meta['later_step_scale']:g} --episodes-per-step {meta['episodes_per_step']}",
         "```",
         "",
