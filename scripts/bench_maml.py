@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import importlib
+import itertools
 import json
 import sys
 import time
@@ -146,9 +147,13 @@ def _run_summary(run_dir: str) -> dict[str, Any]:
     rows = _progress(run_dir)
     if not rows:
         return {}
+    # a resumed run restarts its wall clock: add up the segments
+    walls = [float(r["wall_s"]) for r in rows]
+    segments = [w for w, nxt in itertools.pairwise(walls) if nxt < w] + [walls[-1]]
     return {
         "iterations": int(rows[-1]["iteration"]),
-        "wall_s": float(rows[-1]["wall_s"]),
+        "wall_s": sum(segments),
+        "segments": len(segments),
         **{k: float(np.median([float(r[k]) for r in rows])) for k in ("t_sample", "t_inner", "t_outer")},
     }
 
@@ -258,6 +263,8 @@ def _run_line(name: str, info: dict[str, Any], run: dict[str, Any]) -> str:
         else f"newest checkpoint (iteration {info['iteration']})"
     )
     trained = f"{run['iterations']} iterations in {run['wall_s'] / 60:.1f} min" if run else "?"
+    if run.get("segments", 1) > 1:
+        trained += f" (wall-clock summed over {run['segments']} resumed segments)"
     return (
         f"- {name}: {trained}; evaluated: {chosen}. {cfg['meta_batch_size']} tasks x "
         f"{cfg['episodes_per_task']} episodes per meta-batch, policy {tuple(cfg['hidden_sizes'])} "
