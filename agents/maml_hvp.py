@@ -82,10 +82,6 @@ def subsample_steps(data: TaskTensors, fraction: float, generator: torch.Generat
     return TaskTensors(data.obs[:, keep], data.actions[:, keep], data.advantages[:, keep], w)
 
 
-def _broadcast(theta: Mapping[str, Tensor], K: int) -> dict[str, Tensor]:
-    return {n: p.detach().expand(K, *p.shape) for n, p in theta.items()}
-
-
 class InnerSteps:
     """The inner gradient steps of one meta-iteration, taken at the current meta-parameters.
 
@@ -100,18 +96,25 @@ class InnerSteps:
         step_sizes: the inner step size per parameter name (fixed numbers; not Meta-SGD).
         n_tasks: ``K``, the tasks of the meta-batch.
         second_order: keep the gradients' graphs (False: first-order MAML, nothing kept).
+        theta: the parameters to start from, by name (default: the policy's own).
     """
 
     def __init__(
-        self, policy: MLPPolicy, step_sizes: Mapping[str, float], n_tasks: int, *, second_order: bool
+        self,
+        policy: MLPPolicy,
+        step_sizes: Mapping[str, float],
+        n_tasks: int,
+        *,
+        second_order: bool,
+        theta: Mapping[str, Tensor] | None = None,
     ) -> None:
         self.policy = policy
         self.names = [n for n, _ in policy.named_parameters()]
         self.alphas = [step_sizes[n] for n in self.names]
         self.second_order = second_order
-        self.n_tasks = n_tasks
+        start = dict(policy.named_parameters()) if theta is None else theta
         #: The parameters after the steps so far, ``(K, ...)`` each, without graphs.
-        self.params = [p.detach().expand(n_tasks, *p.shape) for _, p in policy.named_parameters()]
+        self.params = [start[n].detach().expand(n_tasks, *start[n].shape) for n in self.names]
         #: One ``(input leaves, gradient with its graph)`` pair per step (only with ``second_order``).
         self.graphs: list[tuple[list[Tensor], tuple[Tensor, ...]]] = []
         #: Each step's input parameters (for the subsampled inner Hessians of ``hvp_subsample``).
@@ -143,14 +146,10 @@ def batched_objective_no_graph(
 ) -> tuple[float, float]:
     """Post-adaptation surrogate and KL at ``theta`` for the line search: each inner gradient by plain
     backpropagation (no ``create_graph``), the validation losses under ``torch.no_grad``."""
-    params = _broadcast(theta, valid.obs.shape[0])
+    inner = InnerSteps(policy, step_sizes, valid.obs.shape[0], second_order=False, theta=theta)
+    params = dict(zip(inner.names, inner.params, strict=True))
     for data in inner_data:
-        leaves = {n: p.detach().requires_grad_(True) for n, p in params.items()}
-        with torch.enable_grad():
-            grads = torch.autograd.grad(
-                batched_inner_losses(policy, leaves, data).sum(), list(leaves.values())
-            )
-        params = {n: p.detach() - step_sizes[n] * g for (n, p), g in zip(leaves.items(), grads, strict=True)}
+        params = inner.step(data)
     with torch.no_grad():
         loss, kl = batched_outer_losses(policy, batched_forward(policy, params, valid.obs), valid, old_dist)
     return loss.item(), kl.item()

@@ -454,8 +454,13 @@ class MAMLTRPO:
         (``task_batching="batched"``, no Meta-SGD); ``None`` on the others (use :meth:`adapted_params`)."""
         if self.config.task_batching != "batched" or self.config.meta_sgd:
             return None
-        sizes = {n: float(a) for n, a in self.inner_step_sizes().items()}
-        return InnerSteps(self.policy, sizes, n_tasks, second_order=not self.config.first_order)
+        return InnerSteps(
+            self.policy, self._fixed_step_sizes(), n_tasks, second_order=not self.config.first_order
+        )
+
+    def _fixed_step_sizes(self) -> dict[str, float]:
+        """The inner step sizes as plain numbers (the batched path; not Meta-SGD)."""
+        return {n: float(a) for n, a in self.inner_step_sizes().items()}
 
     def objective(
         self,
@@ -539,7 +544,7 @@ class MAMLTRPO:
             generator = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
             hvp_data = subsample_steps(valid, cfg.hvp_subsample, generator)
             hvp_inner = [subsample_steps(d, cfg.hvp_subsample, generator) for d in inner_data]
-        sizes = {n: float(a) for n, a in self.inner_step_sizes().items()}
+        sizes = self._fixed_step_sizes()
         outer = BatchedOuterStep(self.policy, sizes, inner_data, valid, second_order=not cfg.first_order,
                                  hvp_data=hvp_data, hvp_inner_data=hvp_inner, inner=inner)  # fmt: skip
         loss_before, grad = outer.loss_and_gradient()
