@@ -40,12 +40,18 @@ LOCOMOTION = MAMLTRPOConfig(
 
 
 def run(config: MAMLTRPOConfig) -> None:
-    """Parse ``--seed``, ``--iterations``, ``--run-dir``, ``--time-budget-s``, ``--threads``,
+    """Parse ``--seed``, ``--iterations``, ``--meta-batch-size``, ``--episodes-per-task``, ``--run-dir``, ``--time-budget-s``, ``--threads``,
     ``--optim-threads``, ``--hvp-subsample``, ``--inner-steps``, ``--eval-every`` and ``--resume``, then train ``config`` with them applied."""
 
     def main(
         seed: Annotated[int, typer.Option(help="Run seed.")] = config.seed,
         iterations: Annotated[int, typer.Option(help="Meta-iterations.")] = config.meta_iterations,
+        meta_batch_size: Annotated[
+            int, typer.Option(help="Tasks per meta-batch (default: the published setting).")
+        ] = config.meta_batch_size,
+        episodes_per_task: Annotated[
+            int, typer.Option(help="Episodes per task and inner step (default: the published setting).")
+        ] = config.episodes_per_task,
         run_dir: Annotated[
             str, typer.Option(help="Run directory (default: runs/maml_trpo/<family>/seed<seed>).")
         ] = "",
@@ -73,6 +79,8 @@ def run(config: MAMLTRPOConfig) -> None:
             config,
             seed=seed,
             meta_iterations=iterations,
+            meta_batch_size=meta_batch_size,
+            episodes_per_task=episodes_per_task,
             run_dir=run_dir or f"runs/maml_trpo/{config.family}/seed{seed}",
             time_budget_s=time_budget_s or None,
             hvp_subsample=hvp_subsample,
