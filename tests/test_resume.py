@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -307,3 +308,29 @@ def test_rl2_same_seed_twice_same_log_and_checkpoint(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "b")
     rl2_train(rl2_config(total_env_steps=80, seed=8), tmp_path / "b", progress=False)
     assert read_log(tmp_path / "a" / "progress.csv") != read_log(tmp_path / "b" / "progress.csv")
+
+
+# --------------------------------------------------------------- atomic writes
+def test_atomic_write_keeps_the_old_file_on_a_crash_and_gives_normal_permissions(tmp_path: Path) -> None:
+    """A failing writer leaves the previous file intact and no temporary behind; a new file gets
+    the permissions of ``open`` (0o666 less the umask), not mkstemp's owner-only 0o600."""
+    from metarl.fileio import atomic_write, atomic_write_text
+
+    target = tmp_path / "results.json"
+    atomic_write_text(target, "old")
+
+    def crash(fh: Any) -> None:
+        fh.write(b"half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="mid-write"):
+        atomic_write(target, crash)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+    mask = os.umask(0o027)
+    try:
+        atomic_write_text(target, "new")
+    finally:
+        os.umask(mask)
+    assert target.read_text() == "new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
