@@ -199,7 +199,9 @@ def meta_iteration(
     def sample(params: Params | None, seed: int) -> EpisodeBatch:
         if params is None:
             params = {n: p.detach().expand(K, *p.shape) for n, p in algo.policy.named_parameters()}
-        policy = PolicySampler(algo.policy, params, generator, envs_per_task=ept)
+        policy = PolicySampler(
+            algo.policy, params, generator, envs_per_task=ept, clip_actions=algo.config.clip_actions
+        )
         return collect(vec, policy, algo.config.episodes_per_task, seed=seed)
 
     return _meta_iteration(algo, K, sample, rng, generator)
@@ -222,7 +224,10 @@ def sampler_meta_iteration(
     """
     cfg = algo.config
     factory = TaskPolicyFactory(
-        tuple(cfg.hidden_sizes), cfg.nonlinearity, normalize_actions=cfg.normalize_actions
+        tuple(cfg.hidden_sizes),
+        cfg.nonlinearity,
+        normalize_actions=cfg.normalize_actions,
+        clip_actions=cfg.clip_actions,
     )
 
     def sample(params: Params | None, seed: int) -> EpisodeBatch:
@@ -334,10 +339,21 @@ def load_algorithm(path: str | os.PathLike[str]) -> MAMLTRPO:
         path, data = found
     else:
         data = load_checkpoint(path, CHECKPOINT_FORMAT)
-    config = MAMLTRPOConfig.from_dict(json.loads(data["config"]))
+    config = MAMLTRPOConfig.from_saved(json.loads(data["config"]))
     algo, _ = build(config)
     restore(algo, data, str(path))
     return algo
+
+
+def _check_resumable(config: MAMLTRPOConfig, data: Mapping[str, Any], source: str) -> None:
+    """Refuse to resume a run whose checkpoint sampled actions differently from ``config``."""
+    saved = MAMLTRPOConfig.from_saved(json.loads(data["config"]))
+    if saved.clip_actions != config.clip_actions:
+        raise ValueError(
+            f"{source} was trained with clip_actions={saved.clip_actions}, the config has "
+            f"clip_actions={config.clip_actions}; resume with clip_actions={saved.clip_actions} "
+            "(config file or --clip-actions/--no-clip-actions) or start a new run directory"
+        )
 
 
 def _check_split(family: TaskFamily, data: Mapping[str, Any]) -> None:
@@ -379,6 +395,7 @@ def train(
         found = load_latest_checkpoint(ckpt_dir, ("policy", "rng"), expected_format=CHECKPOINT_FORMAT)
     if found is not None:
         _check_split(family, found[1])
+        _check_resumable(config, found[1], str(found[0]))
         rng, gen = restore(algo, found[1], str(found[0]))
         start, env_steps = int(found[1]["iteration"]), int(found[1]["env_steps"])
     run_dir.mkdir(parents=True, exist_ok=True)

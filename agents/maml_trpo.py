@@ -112,6 +112,13 @@ class MAMLTRPOConfig:
     ``GaussianMLPPolicy(action_bounds=...)``). A no-op for boxes that are already [-1, 1] (the MuJoCo
     locomotion families); for Navigation2D's [-0.1, 0.1] it makes one inner step of size alpha move
     the action mean 100 times less than in raw units."""
+    clip_actions: bool = True
+    """Clip the sampled actions to the action box before the env steps them (the episodes keep the
+    sampled actions, whose log-probabilities the losses use). The MAML reference environments
+    clipped (rllab's ``normalize(env)``, and HalfCheetah's control cost is taken on the clipped
+    action), as Stable-Baselines3 does; without it a Gaussian policy pays the control cost of its
+    exploration noise beyond the box. Checkpoints saved before this option existed did not clip and
+    load with ``False`` (:meth:`from_saved`)."""
     inner_steps: int = 1
     """Inner gradient steps during meta-training (each on freshly sampled episodes)."""
     inner_lr: float = 0.1
@@ -199,7 +206,7 @@ class MAMLTRPOConfig:
         for name in ("family", "nonlinearity", "task_batching", "run_dir", "backend"):
             check_str(own, name, getattr(self, name))
         check_sampler_options(own, self)
-        for name in ("meta_sgd", "first_order", "normalize_advantages", "normalize_actions"):
+        for name in ("meta_sgd", "first_order", "normalize_advantages", "normalize_actions", "clip_actions"):
             check_bool(own, name, getattr(self, name))
         check_int(own, "seed", self.seed, minimum=0)
         check_int(own, "inner_steps", self.inner_steps, minimum=0)
@@ -258,6 +265,13 @@ class MAMLTRPOConfig:
         if isinstance(values.get("hidden_sizes"), list):
             values["hidden_sizes"] = tuple(values["hidden_sizes"])
         return cls(**values)
+
+    @classmethod
+    def from_saved(cls, data: Mapping[str, Any]) -> MAMLTRPOConfig:
+        """The config a checkpoint or run directory recorded: as :meth:`from_dict`, except that a
+        config written before ``clip_actions`` existed (it has no such key) gets ``False``, the
+        behaviour it was trained with."""
+        return cls.from_dict({"clip_actions": False, **data})
 
     def replace(self, **changes: Any) -> MAMLTRPOConfig:
         return self.from_dict({**self.to_dict(), **changes})
@@ -618,7 +632,11 @@ class MAMLAdaptation:
 
     def policy(self) -> PolicySampler:
         return PolicySampler(
-            self.learner.policy, self.params, self.generator, envs_per_task=self.envs_per_task
+            self.learner.policy,
+            self.params,
+            self.generator,
+            envs_per_task=self.envs_per_task,
+            clip_actions=self.learner.config.clip_actions,
         )
 
     def update(self, episodes: EpisodeBatch) -> None:

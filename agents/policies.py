@@ -289,6 +289,8 @@ class PolicySampler:
         generator: the source of the action noise.
         envs_per_task: ``None`` for one parameter set shared by all sub-envs.
         deterministic: act with the distribution's mode instead of sampling.
+        clip_actions: ask :func:`metarl.collect` to clip the actions to the action box before
+            stepping (the recorded actions stay as sampled; see :class:`metarl.Policy`).
     """
 
     def __init__(
@@ -300,6 +302,7 @@ class PolicySampler:
         envs_per_task: int | None = None,
         deterministic: bool = False,
         action_dtype: Any = np.float32,
+        clip_actions: bool = False,
     ) -> None:
         if envs_per_task is not None and envs_per_task < 1:
             raise ValueError(f"envs_per_task must be a positive int or None, got {envs_per_task!r}")
@@ -309,6 +312,7 @@ class PolicySampler:
         self.envs_per_task = envs_per_task
         self.deterministic = deterministic
         self.action_dtype = np.int64 if policy.discrete else action_dtype
+        self.clip_actions = bool(clip_actions) and not policy.discrete
         self._dtype = next(iter(self.params.values())).dtype
 
     @torch.no_grad()
@@ -345,6 +349,7 @@ class TaskPolicySampler:
         context: the worker's :class:`metarl.samplers.PolicyContext`.
         deterministic: act with the distribution's mode (no noise).
         action_dtype: dtype of continuous actions (discrete ones are ``int64``).
+        clip_actions: see :class:`PolicySampler`.
     """
 
     def __init__(
@@ -355,6 +360,7 @@ class TaskPolicySampler:
         *,
         deterministic: bool = False,
         action_dtype: Any = np.float32,
+        clip_actions: bool = False,
     ) -> None:
         base = dict(policy.named_parameters())
         if set(policy_state) != set(base):
@@ -364,6 +370,7 @@ class TaskPolicySampler:
         self.envs_per_task = int(context.envs_per_task)
         self.deterministic = deterministic
         self.action_dtype = np.int64 if policy.discrete else action_dtype
+        self.clip_actions = bool(clip_actions) and not policy.discrete
         state = {n: torch.as_tensor(v).detach() for n, v in policy_state.items()}
         self.params: list[Params] = []
         for k in context.task_indices:
@@ -414,15 +421,19 @@ class TaskPolicyFactory:
         nonlinearity: ``"tanh"`` or ``"relu"``.
         deterministic: act with the distribution's mode.
         normalize_actions: see :func:`make_policy`.
+        clip_actions: see :class:`PolicySampler`.
     """
 
     hidden_sizes: tuple[int, ...]
     nonlinearity: str = "tanh"
     deterministic: bool = False
     normalize_actions: bool = False
+    clip_actions: bool = False
 
     def __call__(self, policy_state: Mapping[str, Any], context: Any) -> TaskPolicySampler:
         with torch.device("meta"):
             policy = make_policy(context.observation_space, context.action_space, self.hidden_sizes,
                                  self.nonlinearity, normalize_actions=self.normalize_actions)  # fmt: skip
-        return TaskPolicySampler(policy, policy_state, context, deterministic=self.deterministic)
+        return TaskPolicySampler(
+            policy, policy_state, context, deterministic=self.deterministic, clip_actions=self.clip_actions
+        )

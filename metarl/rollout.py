@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
+import gymnasium as gym
 import numpy as np
 
 from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, _seeds
@@ -21,7 +22,13 @@ __all__ = ["EpisodeBatch", "Policy", "StatefulPolicy", "collect"]
 
 @runtime_checkable
 class Policy(Protocol):
-    """Maps a batch of observations ``(num_envs, *obs_shape)`` to a batch of actions."""
+    """Maps a batch of observations ``(num_envs, *obs_shape)`` to a batch of actions.
+
+    A policy whose ``clip_actions`` attribute is true has its actions clipped to the vector env's
+    ``Box`` action space before they are stepped (Stable-Baselines3's convention, and rllab's
+    ``normalize(env)`` around the MAML reference environments); the episode batch records the
+    actions as the policy chose them, so their log-probabilities are those of the sampled actions.
+    """
 
     def __call__(self, observations: np.ndarray) -> np.ndarray: ...
 
@@ -112,6 +119,18 @@ class EpisodeBatch:
         return self.select(self.task_index == k)
 
 
+def _clip_bounds(
+    vec_env: BatchedTaskVectorEnv | SyncTaskVectorEnv, policy: Policy
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(low, high)`` to clip ``policy``'s actions to, or ``None`` (see :class:`Policy`)."""
+    if not getattr(policy, "clip_actions", False):
+        return None
+    space = vec_env.single_action_space
+    if not isinstance(space, gym.spaces.Box):
+        raise TypeError(f"clip_actions needs a Box action space, got {space}")
+    return space.low, space.high
+
+
 def _final_obs(infos: dict[str, Any], i: int) -> Any:
     return infos["final_obs"][i]
 
@@ -164,6 +183,7 @@ def collect(
     n = vec_env.num_envs
     horizon = vec_env.family.max_episode_steps
     observe = getattr(policy, "observe", None)
+    bounds = _clip_bounds(vec_env, policy)
     _seeds(seed, n)  # ValueError for a negative or malformed seed, before any env is touched
     # Both vector envs take an int or one seed per sub-env; their annotations differ.
     obs, _ = vec_env.reset(seed=seed)  # type: ignore[arg-type]
@@ -176,7 +196,8 @@ def collect(
         if not active.any():
             break
         actions = np.asarray(policy(obs))
-        next_obs, rewards, terms, truncs, infos = vec_env.step(actions)
+        env_actions = actions if bounds is None else np.clip(actions, *bounds).astype(actions.dtype, copy=False)
+        next_obs, rewards, terms, truncs, infos = vec_env.step(env_actions)
         done = terms | truncs
         if observe is not None:
             observe(actions, rewards, terms, truncs, active)

@@ -41,7 +41,7 @@ LOCOMOTION = MAMLTRPOConfig(
 
 def run(config: MAMLTRPOConfig) -> None:
     """Parse ``--seed``, ``--iterations``, ``--meta-batch-size``, ``--episodes-per-task``, ``--run-dir``, ``--time-budget-s``, ``--threads``,
-    ``--optim-threads``, ``--hvp-subsample``, ``--inner-steps``, ``--eval-every`` and ``--resume``, then train ``config`` with them applied."""
+    ``--optim-threads``, ``--hvp-subsample``, ``--inner-steps``, ``--eval-every``, ``--clip-actions`` and ``--resume``, then train ``config`` with them applied."""
 
     def main(
         seed: Annotated[int, typer.Option(help="Run seed.")] = config.seed,
@@ -72,6 +72,10 @@ def run(config: MAMLTRPOConfig) -> None:
             int,
             typer.Option(help="Meta-test the validation tasks every N iterations; keep best.pt (0: off)."),
         ] = config.eval_every,
+        clip_actions: Annotated[
+            bool,
+            typer.Option(help="Clip actions to the action box before stepping (the reference envs did)."),
+        ] = config.clip_actions,
         resume: Annotated[bool, typer.Option(help="Continue from the newest valid checkpoint.")] = False,
     ) -> None:
         torch.set_num_threads(threads)
@@ -86,6 +90,7 @@ def run(config: MAMLTRPOConfig) -> None:
             hvp_subsample=hvp_subsample,
             eval_every=eval_every,
             inner_steps=inner_steps,
+            clip_actions=clip_actions,
             optim_threads=optim_threads or config.optim_threads,
         )
         print(cfg.to_json())

@@ -94,11 +94,12 @@ def pretrain(
     hvp_subsample: Annotated[float, typer.Option(help="As the MAML run's (1: exact).")] = 1.0,
     iterations: Annotated[int, typer.Option(help="TRPO iterations (0: the MAML config's).")] = 0,
     optim_threads: Annotated[int, typer.Option(help="torch threads for the updates (0: 1).")] = 0,
+    run_dir: Annotated[str, typer.Option(help="Run directory (default: runs/maml_trpo/<family>/pretrained_seed<seed>).")] = "",
 ) -> None:
     """Train the pretrained baseline: TRPO on all training tasks, no inner step."""
     torch.set_num_threads(1)
     config, _, _ = _experiment(family)
-    config = dataclasses.replace(config, seed=seed, inner_steps=0, run_dir=_pretrain_run(family, seed),
+    config = dataclasses.replace(config, seed=seed, inner_steps=0, run_dir=run_dir or _pretrain_run(family, seed),
                                  time_budget_s=time_budget_s or None, hvp_subsample=hvp_subsample,
                                  meta_iterations=iterations or config.meta_iterations,
                                  optim_threads=optim_threads or None)  # fmt: skip
@@ -126,7 +127,7 @@ def _load(run_dir: str) -> tuple[Any, dict[str, Any]]:
         if found is None:
             raise typer.BadParameter(f"no checkpoint in {run_dir}; train first")
         path, data = found
-    config = MAMLTRPOConfig.from_dict(json.loads(data["config"]))
+    config = MAMLTRPOConfig.from_saved(json.loads(data["config"]))
     algo, _ = build(config)
     restore(algo, data, str(path))
     info = {"checkpoint": str(path), "iteration": int(data["iteration"]), "env_steps": int(data["env_steps"]),
@@ -206,7 +207,7 @@ def evaluate(
         pre_algo, pre_info = _load(pretrained_run)
         learners.append((pre_algo.learner("pretrained", later_step_scale), pre_info))
     # the random initialisation uses the MAML run's parametrisation (e.g. normalize_actions)
-    random_config = MAMLTRPOConfig.from_dict({**maml_info["config"], "seed": seed + 1000})
+    random_config = MAMLTRPOConfig.from_saved({**maml_info["config"], "seed": seed + 1000})
     random_algo, _ = build(random_config)
     learners.append((random_algo.learner("random-init", later_step_scale), {"seed": seed + 1000}))
     oracle_info: dict[str, Any] = {}

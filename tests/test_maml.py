@@ -639,3 +639,44 @@ def test_optim_threads_apply_to_the_updates_and_are_restored(tmp_path, monkeypat
     assert seen == [2] and torch.get_num_threads() == before
     with pytest.raises(ValueError, match="optim_threads"):
         tiny_config(tmp_path, optim_threads=0)
+
+
+class _Constant:
+    """A policy that always asks for ``value`` in every action dimension."""
+
+    def __init__(self, value: float, clip_actions: bool) -> None:
+        self.value, self.clip_actions = value, clip_actions
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return np.full((obs.shape[0], 6), self.value, dtype=np.float32)
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_clip_actions_steps_the_clipped_action_and_records_the_sampled_one(clip: bool) -> None:
+    family = metarl.make_family("HalfCheetahVel-v0", max_episode_steps=3)
+    vec = metarl.make_vec(family, family.train[:1], envs_per_task=1)
+    batch = metarl.collect(vec, _Constant(3.0, clip), 1, seed=0)
+    np.testing.assert_array_equal(batch.actions[batch.mask], 3.0)  # what the policy sampled
+    # HalfCheetahVel's control cost is 0.05 * sum(a^2) of the action the env stepped
+    ref_env = family.make_env(family.train[0])
+    ref_env.reset(seed=0)
+    stepped = np.full(6, 1.0 if clip else 3.0, dtype=np.float32)
+    expected = [ref_env.step(stepped)[1] for _ in range(3)]
+    np.testing.assert_allclose(batch.rewards[0, :3], expected, rtol=0, atol=1e-9)
+    vec.close()
+
+
+def test_clip_actions_defaults_to_on_but_old_saved_configs_load_without_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert MAMLTRPOConfig().clip_actions is True
+    saved = tiny_config(tmp_path).to_dict()
+    del saved["clip_actions"]  # a config written before the option existed
+    assert MAMLTRPOConfig.from_saved(saved).clip_actions is False
+    assert MAMLTRPOConfig.from_dict(saved).clip_actions is True
+    with pytest.raises(ValueError, match="clip_actions"):
+        MAMLTRPOConfig(clip_actions="yes")  # type: ignore[arg-type]
+
+
+def test_resume_refuses_a_run_sampled_with_other_clipping(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    train(tiny_config(tmp_path, meta_iterations=1, clip_actions=False), progress=False)
+    with pytest.raises(ValueError, match=r"clip_actions=False.*clip_actions=True"):
+        train(tiny_config(tmp_path), resume=True, progress=False)
