@@ -170,7 +170,8 @@ class GradientStepLearner:
         step_size: the inner step size of every parameter (0.1 in MAML).
         name: the learner's name in results.
         config: keyword arguments of :class:`~metarl.agents.maml_trpo.MAMLTRPOConfig` that shape the
-            inner step (``gamma``, ``gae_lambda``, ``baseline_reg``, ``normalize_advantages``).
+            inner step (``gamma``, ``gae_lambda``, ``baseline_reg``, ``normalize_advantages``) and
+            the sampling (``clip_actions``, on by default).
         policy_spec: how to rebuild ``policy`` (family id, hidden sizes, ...), saved by :meth:`save`.
     """
 
@@ -309,7 +310,7 @@ def train_pretrained(
     for _ in tqdm(range(train_iterations), desc=f"pretrain {family.id}", leave=False, disable=not progress):
         tasks = [train_tasks[i] for i in rng.choice(len(train_tasks), size=batch, replace=False)]
         vec.set_tasks(tasks)
-        sampler = PolicySampler(policy, policy.params(), generator)
+        sampler = PolicySampler(policy, policy.params(), generator, clip_actions=True)
         act: Policy = sampler
         if isinstance(obs_space, gym.spaces.Discrete):
             act = _FeaturizedAdaptation(_Fixed(sampler), obs_space).policy()
@@ -323,7 +324,7 @@ def train_pretrained(
         optimizer.step()
     vec.close()
     return GradientStepLearner(
-        policy, obs_space, step_size=step_size, name="pretrained", config={"gamma": gamma},
+        policy, obs_space, step_size=step_size, name="pretrained", config={"gamma": gamma, "clip_actions": True},
         policy_spec={**spec, "seed": seed, "train_iterations": train_iterations})  # fmt: skip
 
 
@@ -358,7 +359,7 @@ def load_pretrained(path: str | Path) -> GradientStepLearner:
         obs_space,
         step_size=meta["step_size"],
         name=meta["name"],
-        config=meta["config"],
+        config={"clip_actions": False, **meta["config"]},  # files from before clip_actions did not clip
         policy_spec=spec,
     )
 

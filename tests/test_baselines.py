@@ -72,6 +72,17 @@ def test_pretrained_save_load_round_trip(family_id: str, tmp_path: Path) -> None
     np.testing.assert_array_equal(
         metarl.evaluate(learner, family, **kw).returns, metarl.evaluate(loaded, family, **kw).returns
     )
+    assert loaded.config["clip_actions"] is True
+
+
+def test_pretrained_files_from_before_clip_actions_load_unclipped(tmp_path: Path) -> None:
+    family = metarl.make_family("Navigation2D-v0")
+    learner = train_pretrained(
+        family, seed=0, train_iterations=1, meta_batch_size=2, episodes_per_task=2, progress=False
+    )
+    learner.config = {"gamma": 0.99}  # what train_pretrained saved before the option existed
+    learner.save(tmp_path / "old")
+    assert load_pretrained(tmp_path / "old").config["clip_actions"] is False
 
 
 def test_oracle_trains_with_sb3_without_touching_global_rngs(tmp_path: Path) -> None:
