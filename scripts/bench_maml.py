@@ -270,7 +270,8 @@ def _run_line(name: str, info: dict[str, Any], run: dict[str, Any]) -> str:
         f"- {name}: {trained}; evaluated: {chosen}. {cfg['meta_batch_size']} tasks x "
         f"{cfg['episodes_per_task']} episodes per meta-batch, policy {tuple(cfg['hidden_sizes'])} "
         f"{cfg['nonlinearity']}, inner step {cfg['inner_lr']}, KL bound {cfg['max_kl']}, "
-        f"normalize_actions={cfg['normalize_actions']}, hvp_subsample={cfg['hvp_subsample']}."
+        f"normalize_actions={cfg['normalize_actions']}, clip_actions={cfg['clip_actions']}, "
+        f"hvp_subsample={cfg['hvp_subsample']}."
     )
 
 
