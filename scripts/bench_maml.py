@@ -181,10 +181,12 @@ def evaluate(
     episodes_per_step: Annotated[
         int, typer.Option(help="Episodes per task and gradient step (0: the reference's 4000 steps' worth).")
     ] = 0,
+    out_dir: Annotated[str, typer.Option(help="Output directory (default: benchmarks/maml_<family>).")] = "",
 ) -> None:
     """Meta-test every learner on the test split and write results.json, README.md, adaptation.png."""
     torch.set_num_threads(1)
     config, out, paper = _experiment(family)
+    out = Path(out_dir) if out_dir else out
     episodes_per_step = episodes_per_step or TEST_PROTOCOL[family][0]
     later_step_scale = later_step_scale or TEST_PROTOCOL[family][1]
     fam = metarl.make_family(family)
