@@ -196,7 +196,9 @@ def collect(
         if not active.any():
             break
         actions = np.asarray(policy(obs))
-        env_actions = actions if bounds is None else np.clip(actions, *bounds).astype(actions.dtype, copy=False)
+        env_actions = (
+            actions if bounds is None else np.clip(actions, *bounds).astype(actions.dtype, copy=False)
+        )
         next_obs, rewards, terms, truncs, infos = vec_env.step(env_actions)
         done = terms | truncs
         if observe is not None:

@@ -94,7 +94,9 @@ def pretrain(
     hvp_subsample: Annotated[float, typer.Option(help="As the MAML run's (1: exact).")] = 1.0,
     iterations: Annotated[int, typer.Option(help="TRPO iterations (0: the MAML config's).")] = 0,
     optim_threads: Annotated[int, typer.Option(help="torch threads for the updates (0: 1).")] = 0,
-    run_dir: Annotated[str, typer.Option(help="Run directory (default: runs/maml_trpo/<family>/pretrained_seed<seed>).")] = "",
+    run_dir: Annotated[
+        str, typer.Option(help="Run directory (default: runs/maml_trpo/<family>/pretrained_seed<seed>).")
+    ] = "",
 ) -> None:
     """Train the pretrained baseline: TRPO on all training tasks, no inner step."""
     torch.set_num_threads(1)
