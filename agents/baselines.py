@@ -359,7 +359,7 @@ def load_pretrained(path: str | Path) -> GradientStepLearner:
         obs_space,
         step_size=meta["step_size"],
         name=meta["name"],
-        config={"clip_actions": False, **meta["config"]},  # files from before clip_actions did not clip
+        config={**_maml().SAVED_DEFAULTS, **meta["config"]},
         policy_spec=spec,
     )
 

@@ -84,6 +84,10 @@ TaskBatching = Literal["loop", "vmap", "batched"]
 
 
 # ----------------------------------------------------------------------------------------- 1. config
+#: Settings of saved configs (checkpoints, pretrained files) that predate a config key: its value then.
+SAVED_DEFAULTS: dict[str, Any] = {"clip_actions": False}
+
+
 @dataclass(frozen=True)
 class MAMLTRPOConfig:
     """Hyperparameters of MAML-TRPO; defaults are the 2D-navigation settings of Finn et al. 2017."""
@@ -268,10 +272,10 @@ class MAMLTRPOConfig:
 
     @classmethod
     def from_saved(cls, data: Mapping[str, Any]) -> MAMLTRPOConfig:
-        """The config a checkpoint or run directory recorded: as :meth:`from_dict`, except that a
-        config written before ``clip_actions`` existed (it has no such key) gets ``False``, the
-        behaviour it was trained with."""
-        return cls.from_dict({"clip_actions": False, **data})
+        """The config a checkpoint or run directory recorded: as :meth:`from_dict`, except that the
+        keys a config written before they existed lacks get :data:`SAVED_DEFAULTS`, the behaviour
+        it was trained with."""
+        return cls.from_dict({**SAVED_DEFAULTS, **data})
 
     def replace(self, **changes: Any) -> MAMLTRPOConfig:
         return self.from_dict({**self.to_dict(), **changes})

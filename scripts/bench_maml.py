@@ -211,7 +211,7 @@ def evaluate(
         pre_algo, pre_info = _load(pretrained_run)
         learners.append((pre_algo.learner("pretrained", later_step_scale), pre_info))
     # the random initialisation uses the MAML run's parametrisation (e.g. normalize_actions)
-    random_config = MAMLTRPOConfig.from_saved({**maml_info["config"], "seed": seed + 1000})
+    random_config = MAMLTRPOConfig.from_dict({**maml_info["config"], "seed": seed + 1000})
     random_algo, _ = build(random_config)
     learners.append((random_algo.learner("random-init", later_step_scale), {"seed": seed + 1000}))
     oracle_info: dict[str, Any] = {}
