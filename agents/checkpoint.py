@@ -25,7 +25,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,32 +187,68 @@ def load_latest_checkpoint(
     return None
 
 
-def rewind_csv_log(path: str | os.PathLike[str], column: str, last: int) -> None:
+def _unused_name(path: Path) -> Path:
+    """``path`` if it does not exist, else ``path`` with ``.1``, ``.2``, ... appended."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
+
+
+def rewind_csv_log(
+    path: str | os.PathLike[str], column: str, last: int, fieldnames: Sequence[str] | None = None
+) -> None:
     """Keep only the rows of the CSV log ``path`` whose integer ``column`` is at most ``last``.
 
     Called when resuming from the checkpoint of iteration ``last``: rows of iterations after it (run
-    before the crash, redone now) and a half-written last line are dropped, so each iteration is
-    logged once. The file is rewritten atomically; a missing file is left missing.
+    before the crash, redone now) and a half-written last line (no final newline, or too few
+    values) are dropped, so each iteration is logged once. The file is rewritten atomically; a
+    missing file is left missing.
+
+    ``fieldnames``, the columns the resumed run will append, becomes the file's header, so the
+    appended rows match it. A log whose header is a prefix of ``fieldnames`` (written by an older
+    metarl, before columns were added at the end) keeps every value: its rows are read by
+    position, so rows already appended by the newer version, one value longer than the old header,
+    land in the added columns. A log with other columns is kept beside as ``<name>.old`` (or
+    ``.old.1``, ...) with a warning, and the new log holds the rows' values of the columns both
+    share.
     """
     path = Path(path)
     if not path.exists():
         return
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames
-        rows = []
-        for row in reader:
-            try:
-                keep = None not in row.values() and int(row[column]) <= last
-            except (KeyError, TypeError, ValueError):
-                keep = False
-            if keep:
-                rows.append(row)
-    if not fields:
+    text = path.read_text()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # the last line was cut off mid-write
+    lines = list(csv.reader(io.StringIO(text)))
+    if not lines or not lines[0]:
         path.unlink()
         return
+    header, body = lines[0], lines[1:]
+    fields = list(header if fieldnames is None else fieldnames)
+    compatible = header == fields[: len(header)]
+    names = fields if compatible else header
+    if not compatible:
+        backup = _unused_name(path.with_name(path.name + ".old"))
+        path.rename(backup)
+        warnings.warn(
+            f"{path}: its columns {header} differ from the ones logged now {fields}; the old log is "
+            f"kept as {backup} and the new one starts with the values of the columns both share",
+            stacklevel=2,
+        )
+    rows = []
+    for values in body:
+        if not len(header) <= len(values) <= len(names):
+            continue  # cut short, or not readable under either header
+        row = dict(zip(names, values, strict=False))
+        try:
+            keep = int(row[column]) <= last
+        except (KeyError, ValueError):
+            keep = False
+        if keep:
+            rows.append(row)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())

@@ -411,7 +411,7 @@ def train(
                        envs_per_task=config.episodes_per_task, backend=config.backend)  # fmt: skip
     csv_path = run_dir / "progress.csv"
     if found is not None:
-        rewind_csv_log(csv_path, "iteration", start)
+        rewind_csv_log(csv_path, "iteration", start, _CSV_FIELDS)
     new_csv = found is None or not csv_path.exists()
     csv_file = csv_path.open("w" if new_csv else "a", newline="")
     log = csv.DictWriter(csv_file, fieldnames=_CSV_FIELDS)
@@ -512,7 +512,7 @@ class _ValidationLog:
         if resumed_at is None:
             best_path.unlink(missing_ok=True)  # a fresh run must not compare against an old run's best
         else:
-            rewind_csv_log(path, "iteration", resumed_at)
+            rewind_csv_log(path, "iteration", resumed_at, fields)
             if best_path.exists():
                 data = load_checkpoint(best_path, CHECKPOINT_FORMAT)
                 # a best from after the checkpoint is redone identically, so its score still stands

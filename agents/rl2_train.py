@@ -168,7 +168,7 @@ def train(
     _write_config(agent, run_dir)
     csv_path = run_dir / "progress.csv"
     if found is not None:
-        ckpt.rewind_csv_log(csv_path, "update", agent.updates)
+        ckpt.rewind_csv_log(csv_path, "update", agent.updates, _CSV_FIELDS)
     new_csv = not csv_path.exists() or found is None
     csv_file = csv_path.open("w" if new_csv else "a", newline="")
     writer = csv.DictWriter(csv_file, fieldnames=_CSV_FIELDS, extrasaction="ignore")

@@ -282,6 +282,29 @@ def test_rewind_csv_log_drops_later_rows_and_a_half_written_line(tmp_path: Path)
     assert not (tmp_path / "missing.csv").exists()
 
 
+
+def test_rewind_csv_log_upgrades_a_log_from_before_columns_were_added(tmp_path: Path) -> None:
+    # an older version wrote the header and rows 1-2; a newer one, with column y added at the end,
+    # appended rows 3-4 (one value longer) before crashing after its checkpoint of row 3
+    path = tmp_path / "progress.csv"
+    path.write_text("iteration,x\n1,0.5\n2,0.25\n3,0.125,7\n4,0.0,8\n")
+    rewind_csv_log(path, "iteration", 3, ["iteration", "x", "y"])
+    assert path.read_text().splitlines() == ["iteration,x,y", "1,0.5,", "2,0.25,", "3,0.125,7"]
+    assert [p.name for p in tmp_path.iterdir()] == ["progress.csv"]
+
+
+def test_rewind_csv_log_keeps_a_log_with_other_columns_beside(tmp_path: Path) -> None:
+    path = tmp_path / "progress.csv"
+    old = "iteration,z,x\n1,9,0.5\n2,9,0.25\n"
+    path.write_text(old)
+    (tmp_path / "progress.csv.old").write_text("an earlier backup\n")
+    with pytest.warns(UserWarning, match=r"progress\.csv: its columns \['iteration', 'z', 'x'\] differ"):
+        rewind_csv_log(path, "iteration", 1, ["iteration", "x", "y"])
+    assert (tmp_path / "progress.csv.old.1").read_text() == old  # nothing the run wrote is lost
+    assert (tmp_path / "progress.csv.old").read_text() == "an earlier backup\n"
+    assert path.read_text().splitlines() == ["iteration,x,y", "1,0.5,"]
+
+
 def test_save_checkpoint_keeps_last_k_and_leaves_no_temporary_files(tmp_path: Path) -> None:
     for i in range(1, 6):
         save_checkpoint(tmp_path, i, {"format": "x/1", "i": torch.tensor(i)}, keep=2)

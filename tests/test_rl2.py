@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
@@ -230,6 +231,22 @@ def test_resume_continues_bit_identically_and_skips_corrupt(tmp_path) -> None:
     assert found is not None and found[0] == ckpts[-2]
     with pytest.warns(UserWarning):
         assert load_run(tmp_path / "b").updates == 2
+
+
+
+def test_resume_over_a_log_from_before_a_column_was_added(tmp_path) -> None:
+    # runs logged by an older metarl lack the last column of progress.csv (load_avg_1min); a resume
+    # must keep their rows and write a log whose every row matches its header
+    config = small_config()
+    train(config, tmp_path / "run", progress=False, max_updates=2)
+    path = tmp_path / "run" / "progress.csv"
+    rows = list(csv.reader(path.open()))
+    assert rows[0][-1] == "load_avg_1min"
+    path.write_text("".join(",".join(r[:-1]) + "\n" for r in rows))
+    train(config, tmp_path / "run", resume=True, progress=False, max_updates=1)
+    rows = list(csv.reader(path.open()))
+    assert rows[0][-1] == "load_avg_1min" and all(len(r) == len(rows[0]) for r in rows)
+    assert [r[0] for r in rows[1:]] == ["1", "2", "3"] and rows[1][-1] == "" and rows[3][-1] != ""
 
 
 def test_config_errors_name_the_value() -> None:
