@@ -282,7 +282,6 @@ def test_rewind_csv_log_drops_later_rows_and_a_half_written_line(tmp_path: Path)
     assert not (tmp_path / "missing.csv").exists()
 
 
-
 def test_rewind_csv_log_upgrades_a_log_from_before_columns_were_added(tmp_path: Path) -> None:
     # an older version wrote the header and rows 1-2; a newer one, with column y added at the end,
     # appended rows 3-4 (one value longer) before crashing after its checkpoint of row 3

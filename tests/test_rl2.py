@@ -233,7 +233,6 @@ def test_resume_continues_bit_identically_and_skips_corrupt(tmp_path) -> None:
         assert load_run(tmp_path / "b").updates == 2
 
 
-
 def test_resume_over_a_log_from_before_a_column_was_added(tmp_path) -> None:
     # runs logged by an older metarl lack the last column of progress.csv (load_avg_1min); a resume
     # must keep their rows and write a log whose every row matches its header
