@@ -27,7 +27,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -252,3 +252,28 @@ def rewind_csv_log(
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+def open_csv_log(
+    path: str | os.PathLike[str],
+    fieldnames: Sequence[str],
+    column: str,
+    resumed_at: int | None,
+    *,
+    extrasaction: Literal["raise", "ignore"] = "raise",
+) -> tuple[io.TextIOWrapper, csv.DictWriter[str]]:
+    """Open a run's CSV log for writing rows of ``fieldnames``; return ``(file, writer)``.
+
+    A fresh run (``resumed_at`` is ``None``) starts a new file with its header. A run resumed from
+    the checkpoint of iteration ``resumed_at`` first rewinds the log to it
+    (:func:`rewind_csv_log`, which also gives it the header ``fieldnames``) and appends.
+    """
+    path = Path(path)
+    if resumed_at is not None:
+        rewind_csv_log(path, column, resumed_at, fieldnames)
+    new = resumed_at is None or not path.exists()
+    fh = path.open("w" if new else "a", newline="")
+    writer = csv.DictWriter(fh, fieldnames=list(fieldnames), extrasaction=extrasaction)
+    if new:
+        writer.writeheader()
+    return fh, writer

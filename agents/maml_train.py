@@ -16,7 +16,6 @@ One meta-iteration (:func:`meta_iteration`), following Finn et al. 2017, algorit
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -34,7 +33,7 @@ from metarl.agents.checkpoint import (
     load_latest_checkpoint,
     numpy_rng_from_state,
     numpy_rng_state,
-    rewind_csv_log,
+    open_csv_log,
     save_checkpoint,
     write_checkpoint,
 )
@@ -409,14 +408,9 @@ def train(
     if sampler is None:
         vec = make_vec(family, train_tasks[:B] if len(train_tasks) >= B else [train_tasks[0]] * B,
                        envs_per_task=config.episodes_per_task, backend=config.backend)  # fmt: skip
-    csv_path = run_dir / "progress.csv"
-    if found is not None:
-        rewind_csv_log(csv_path, "iteration", start, _CSV_FIELDS)
-    new_csv = found is None or not csv_path.exists()
-    csv_file = csv_path.open("w" if new_csv else "a", newline="")
-    log = csv.DictWriter(csv_file, fieldnames=_CSV_FIELDS)
-    if new_csv:
-        log.writeheader()
+    csv_file, log = open_csv_log(
+        run_dir / "progress.csv", _CSV_FIELDS, "iteration", start if found is not None else None
+    )
     val_log = _ValidationLog(run_dir, config, start if found is not None else None)
     # on resume, TensorBoard drops the events logged after the checkpoint's step (they are redone)
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=env_steps + 1 if found is not None else None)
@@ -511,17 +505,11 @@ class _ValidationLog:
         best_path = run_dir / BEST_NAME
         if resumed_at is None:
             best_path.unlink(missing_ok=True)  # a fresh run must not compare against an old run's best
-        else:
-            rewind_csv_log(path, "iteration", resumed_at, fields)
-            if best_path.exists():
-                data = load_checkpoint(best_path, CHECKPOINT_FORMAT)
-                # a best from after the checkpoint is redone identically, so its score still stands
-                self.best = float(data.get("validation_return", -np.inf))
-        new = resumed_at is None or not path.exists()
-        self._file = path.open("w" if new else "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=fields)
-        if new:
-            self._writer.writeheader()
+        elif best_path.exists():
+            data = load_checkpoint(best_path, CHECKPOINT_FORMAT)
+            # a best from after the checkpoint is redone identically, so its score still stands
+            self.best = float(data.get("validation_return", -np.inf))
+        self._file, self._writer = open_csv_log(path, fields, "iteration", resumed_at)
 
     def record(self, iteration: int, env_steps: int, scores: list[float]) -> bool:
         """Log ``scores``; return whether the last one is a new best."""

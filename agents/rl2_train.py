@@ -17,7 +17,6 @@ is cut back to the checkpoint's update, so updates redone after a crash are logg
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import time
@@ -166,14 +165,13 @@ def train(
             )
         restore(agent, state)
     _write_config(agent, run_dir)
-    csv_path = run_dir / "progress.csv"
-    if found is not None:
-        ckpt.rewind_csv_log(csv_path, "update", agent.updates, _CSV_FIELDS)
-    new_csv = not csv_path.exists() or found is None
-    csv_file = csv_path.open("w" if new_csv else "a", newline="")
-    writer = csv.DictWriter(csv_file, fieldnames=_CSV_FIELDS, extrasaction="ignore")
-    if new_csv:
-        writer.writeheader()
+    csv_file, writer = ckpt.open_csv_log(
+        run_dir / "progress.csv",
+        _CSV_FIELDS,
+        "update",
+        agent.updates if found is not None else None,
+        extrasaction="ignore",
+    )
     # on resume, TensorBoard drops the events logged after the checkpoint's step (they are redone)
     tb = SummaryWriter(str(run_dir / "tb"), purge_step=agent.env_steps + 1 if found is not None else None)
     total = agent.total_updates
