@@ -16,6 +16,14 @@ are read as strided views of the state array without per-env copies. ``mj_step``
 so the threads simulate in parallel; the chunks are taken from a shared counter so that a thread
 slowed by other processes on a shared machine does not hold the others up.
 
+The loop runs in C (``envs/_mjbatch.c``, compiled on first use with the system C compiler against
+the installed MuJoCo's headers and library, cached, and called through ``ctypes``, which releases
+the GIL for the whole batch): the Python loop pays the GIL once per sub-env and policy step, and
+with two threads that costs about a quarter of the physics throughput on these machines
+(``benchmarks/mujoco_speed``). Both loops make the same MuJoCo calls in the same order on the same
+data, so they give the same bits (tested). ``METARL_MUJOCO_KERNEL=python`` selects the Python loop;
+with no C compiler the Python loop is used, with a warning.
+
 Why not ``mujoco.rollout`` (MuJoCo 3.3.0): it does the same loop in C and accepts the initial warm
 start (``initial_warmstart``), but it returns only the ``mjSTATE_FULLPHYSICS`` part of the final
 states, not ``qacc_warmstart``; the warm start after the last step cannot be recovered from the
@@ -27,15 +35,26 @@ return the quantities Gymnasium reads after the step (Ant's ``xpos``, ``cfrc_ext
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import itertools
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import mujoco
 import numpy as np
 
-__all__ = ["BatchedPhysics", "FieldSpec", "default_num_threads"]
+__all__ = ["KERNELS", "BatchedPhysics", "FieldSpec", "default_kernel", "default_num_threads", "load_c_kernel"]
+
+#: The stepping loops :class:`BatchedPhysics` has (same results): ``"c"`` and ``"python"``.
+KERNELS = ("c", "python")
 
 #: ``(name, index)``: ``getattr(data, name)[index]`` of every sub-env after each step and reset;
 #: ``index`` is ``None`` for the whole array.
@@ -57,6 +76,96 @@ def default_num_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_kernel() -> str:
+    """``METARL_MUJOCO_KERNEL`` if set (``"c"`` or ``"python"``), otherwise ``"c"``."""
+    value = os.environ.get("METARL_MUJOCO_KERNEL", "c").strip().lower() or "c"
+    if value not in KERNELS:
+        raise ValueError(f"METARL_MUJOCO_KERNEL must be one of {KERNELS}, got {value!r}")
+    return value
+
+
+_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mjbatch.c")
+_kernel_lock = threading.Lock()
+_kernel: ctypes.CDLL | None = None
+_kernel_error: str | None = None
+
+
+def _cache_dir() -> str:
+    root = os.environ.get("METARL_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "metarl"
+    )
+    return root
+
+
+def _compile_kernel() -> str:
+    """Build ``_mjbatch.c`` against the installed MuJoCo (once per source and MuJoCo version) and
+    return the shared library's path. Raises ``RuntimeError`` with the compiler's message."""
+    package = os.path.dirname(os.path.abspath(mujoco.__file__))
+    libs = sorted(f for f in os.listdir(package) if f.startswith("libmujoco.so"))
+    include = os.path.join(package, "include")
+    if not libs or not os.path.isdir(include):
+        raise RuntimeError(f"no libmujoco.so or include/ in the mujoco package at {package}")
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler (cc or gcc) on PATH")
+    with open(_SOURCE, "rb") as f:
+        source = f.read()
+    key = hashlib.sha256(
+        source + mujoco.__version__.encode() + package.encode() + sys.platform.encode()
+    ).hexdigest()[:16]
+    cache = _cache_dir()
+    target = os.path.join(cache, f"mjbatch-{key}.so")
+    if os.path.exists(target):
+        return target
+    os.makedirs(cache, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+    os.close(fd)
+    cmd = [
+        compiler, "-O2", "-shared", "-fPIC", "-pthread", f"-I{include}", _SOURCE, "-o", tmp,
+        f"-L{package}", f"-l:{libs[0]}", f"-Wl,-rpath,{package}",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr.strip()}")
+        os.replace(tmp, target)  # atomic: concurrent builders leave one complete file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def load_c_kernel() -> ctypes.CDLL | None:
+    """The compiled stepping kernel, or ``None`` if it cannot be built here (see
+    :data:`c_kernel_error`); built on first call and cached on disk (``METARL_CACHE_DIR``, default
+    ``~/.cache/metarl``)."""
+    global _kernel, _kernel_error
+    with _kernel_lock:
+        if _kernel is None and _kernel_error is None:
+            try:
+                lib = ctypes.CDLL(_compile_kernel())
+                fn = lib.metarl_step_batch
+                p = ctypes.c_void_p
+                fn.argtypes = [
+                    ctypes.c_int, p, ctypes.c_int, p, p, ctypes.c_int, ctypes.c_uint, ctypes.c_int,
+                    ctypes.c_int, ctypes.c_int, p, ctypes.c_int, p, p, p,
+                ]  # fmt: skip
+                fn.restype = ctypes.c_int
+                _kernel = lib
+            except (OSError, RuntimeError) as e:
+                _kernel_error = str(e)
+        return _kernel
+
+
+def c_kernel_error() -> str | None:
+    """Why the C kernel could not be built (``None`` if it was, or was not tried yet)."""
+    return _kernel_error
+
+
+def _addresses(values: Sequence[int]) -> ctypes.Array[ctypes.c_void_p]:
+    return (ctypes.c_void_p * max(1, len(values)))(*values)
 
 
 def _state_slice(model: mujoco.MjModel, component: int) -> slice:
@@ -86,6 +195,9 @@ class BatchedPhysics:
         chunks_per_thread: work units per thread (taken from a shared counter, about 0.3 us each);
             small units balance uneven per-env costs (contacts) and threads slowed down by other
             processes, so that no thread idles long at the end of a step.
+        kernel: ``"c"`` (the compiled loop; ``RuntimeError`` if it cannot be built here),
+            ``"python"``, or ``None`` for :func:`default_kernel`, which falls back to the Python loop
+            with a warning when there is no C compiler. :attr:`kernel` is the loop in use.
     """
 
     def __init__(
@@ -97,7 +209,10 @@ class BatchedPhysics:
         post_constraint: bool = True,
         num_threads: int | None = None,
         chunks_per_thread: int = 16,
+        kernel: str | None = None,
     ) -> None:
+        if kernel is not None and kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS} or None, got {kernel!r}")
         self.models = list(models)
         self.num_envs = len(self.models)
         if self.num_envs < 1:
@@ -142,11 +257,52 @@ class BatchedPhysics:
         n_chunks = min(self.num_envs, self.num_threads * max(1, chunks_per_thread))
         bounds = np.linspace(0, self.num_envs, n_chunks + 1).astype(int)
         self._chunks = [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
-        self._pool = (
-            ThreadPoolExecutor(self.num_threads - 1, thread_name_prefix="metarl-mujoco")
-            if self.num_threads > 1
-            else None
+        self._pool: ThreadPoolExecutor | None = None
+        self.kernel = self._setup_c_kernel(kernel, copied)
+        if self.kernel == "python" and self.num_threads > 1:
+            self._pool = ThreadPoolExecutor(self.num_threads - 1, thread_name_prefix="metarl-mujoco")
+
+    def _setup_c_kernel(
+        self, kernel: str | None, copied: list[tuple[np.ndarray, str, tuple[int | slice, ...] | None]]
+    ) -> str:
+        """Prepare the C kernel's arguments; returns the kernel in use."""
+        wanted = default_kernel() if kernel is None else kernel
+        if wanted == "python":
+            return "python"
+        # The C loop copies fields as flat runs of doubles: every source must be one contiguous run.
+        sources = [src for pairs in self._copies for _, src in pairs]
+        if not all(s.dtype == np.float64 and s.flags.c_contiguous for s in sources):
+            if kernel == "c":
+                raise ValueError("kernel='c' needs contiguous float64 fields; use kernel='python'")
+            return "python"
+        lib = load_c_kernel()
+        if lib is None:
+            if kernel == "c":
+                raise RuntimeError(f"the C stepping kernel could not be built: {c_kernel_error()}")
+            warnings.warn(
+                f"metarl: using the slower Python MuJoCo stepping loop ({c_kernel_error()}); "
+                "set METARL_MUJOCO_KERNEL=python to silence this",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return "python"
+        bounds = np.array([lo for lo, _ in self._chunks] + [self._chunks[-1][1]], dtype=np.intc)
+        self._c_keep = (
+            _addresses([m._address for m in self.models]),
+            _addresses([d._address for d in self._scratch]),
+            bounds,
+            _addresses([src.ctypes.data for pairs in self._copies for _, src in pairs]),
+            _addresses([dst.ctypes.data for dst, _, _ in copied]),
+            np.array([self._copies[0][c][1].size for c in range(len(copied))] or [0], dtype=np.int_),
         )
+        models, datas, _, src, dst, count = self._c_keep
+        self._c_args = (
+            self.num_envs, models, self.num_threads, datas, self.state.ctypes.data, self.state.shape[1],
+            _INTEGRATION, self.frame_skip, int(self.post_constraint), len(self._chunks),
+            bounds.ctypes.data, len(copied), src, dst, count.ctypes.data,
+        )  # fmt: skip
+        self._c_step = lib.metarl_step_batch
+        return "c"
 
     def _check_layout(self) -> None:
         """The state views must be where ``mj_getState`` puts ``qpos``, ``qvel`` and ``ctrl``."""
@@ -194,6 +350,9 @@ class BatchedPhysics:
     def step(self, ctrl: np.ndarray) -> None:
         """Set every sub-env's controls to ``ctrl`` (``(num_envs, nu)``) and advance them all."""
         self.ctrl[...] = ctrl
+        if self.kernel == "c":
+            self._c_step(*self._c_args)  # ctypes releases the GIL for the call
+            return
         if self._pool is None:
             self._step_range(0, self.num_envs, 0)
             return

@@ -15,6 +15,7 @@ import pytest
 
 import metarl
 from metarl.envs.mujoco_batched import MujocoVectorEnv
+from metarl.envs import mujoco_physics
 from metarl.envs.mujoco_physics import BatchedPhysics
 
 SPLITS = {"train": 6, "validation": 2, "test": 4}
@@ -77,6 +78,76 @@ def test_matches_gymnasium_with_mid_batch_resets(family_id: str, steps: int, hor
         assert result["truncations"] > 0, "no truncation-driven reset was exercised"
     if not family_id.startswith("HalfCheetah"):
         assert result["terminations"] > 0, "no termination-driven reset was exercised"
+
+
+@pytest.mark.parametrize("family_id", ["AntDir-v0", "HumanoidDir-v0", "Walker2dRandParams-v0"])
+def test_python_loop_matches_gymnasium_too(family_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Python stepping loop (the fallback without a C compiler) is exact as well."""
+    monkeypatch.setenv("METARL_MUJOCO_KERNEL", "python")
+    assert _run_pair(family_id, 100, 45, num_threads=2)["max_dev"] == 0.0
+
+
+def _c_kernel_or_skip() -> None:
+    if mujoco_physics.load_c_kernel() is None:
+        pytest.skip(f"no C kernel here: {mujoco_physics.c_kernel_error()}")
+
+
+def test_c_and_python_loops_give_the_same_bits_in_every_field() -> None:
+    """Ant copies a body position and the contact forces out of the scratch data per sub-env."""
+    _c_kernel_or_skip()
+    fam = metarl.make_family("AntGoal-v0", split_sizes=SPLITS)
+    model = fam.make_env().unwrapped.model
+    fields = {"qpos": ("qpos", None), "xy": ("xpos", (1, slice(0, 2))), "cfrc": ("cfrc_ext", None)}
+    outs = []
+    for kernel, threads in (("python", 2), ("c", 2), ("c", 3), ("c", 1)):
+        phys = BatchedPhysics([model] * 9, 5, fields, num_threads=threads, kernel=kernel)
+        assert phys.kernel == kernel
+        rng = np.random.default_rng(0)
+        for i in range(9):
+            phys.set_state(i, model.qpos0 + rng.uniform(-0.1, 0.1, model.nq), rng.normal(size=model.nv) * 0.1)
+        for _ in range(30):
+            phys.step(rng.uniform(-1, 1, (9, model.nu)))
+        outs.append({k: v.copy() for k, v in phys.out.items()} | {"state": phys.state.copy()})
+        phys.close()
+    assert np.abs(outs[0]["cfrc"]).max() > 0  # contacts happened
+    for other in outs[1:]:
+        for key, value in outs[0].items():
+            np.testing.assert_array_equal(other[key], value, err_msg=key)
+
+
+def test_the_native_env_uses_the_c_loop_by_default() -> None:
+    _c_kernel_or_skip()
+    fam = metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS)
+    vec = metarl.make_vec(fam, fam.test[:2])
+    vec.reset(seed=0)
+    assert vec._physics.kernel == "c"  # type: ignore[attr-defined]
+    vec.close()
+
+
+def test_kernel_choice_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS).make_env().unwrapped.model
+    with pytest.raises(ValueError, match="kernel must be one of.*'fortran'"):
+        BatchedPhysics([model], 5, {}, kernel="fortran")
+    monkeypatch.setenv("METARL_MUJOCO_KERNEL", "gpu")
+    with pytest.raises(ValueError, match="METARL_MUJOCO_KERNEL must be one of.*'gpu'"):
+        BatchedPhysics([model], 5, {})
+
+
+def test_without_a_compiler_the_python_loop_is_used_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    model = metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS).make_env().unwrapped.model
+    monkeypatch.setattr(mujoco_physics, "_kernel", None)
+    monkeypatch.setattr(mujoco_physics, "_kernel_error", None)
+    monkeypatch.setenv("METARL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    with pytest.warns(RuntimeWarning, match="Python MuJoCo stepping loop"):
+        phys = BatchedPhysics([model] * 2, 5, {"qpos": ("qpos", None)}, num_threads=2)
+    assert phys.kernel == "python"
+    phys.step(np.zeros((2, model.nu)))
+    phys.close()
+    with pytest.raises(RuntimeError, match="could not be built.*no-such-compiler"):
+        BatchedPhysics([model], 5, {}, kernel="c")
 
 
 def test_float64_actions_and_single_thread() -> None:
