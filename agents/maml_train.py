@@ -42,6 +42,7 @@ from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, task_tensors
 from metarl.agents.policies import Params, PolicySampler, TaskPolicyFactory, make_policy
 from metarl.family import TaskFamily
 from metarl.fileio import atomic_write_text
+from metarl.memory import keep_freed_memory
 from metarl.registry import make_family
 from metarl.rollout import EpisodeBatch, collect
 from metarl.samplers import LocalSampler, RaySampler, Sampler
@@ -383,6 +384,7 @@ def train(
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
+    keep_freed_memory()  # large tensors reuse heap pages instead of faulting them in (metarl.memory)
     run_dir = Path(config.run_dir)
     ckpt_dir = run_dir / "checkpoints"
     family = make_train_family(config)

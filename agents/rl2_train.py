@@ -29,6 +29,7 @@ from metarl.agents.config_checks import read_config_file
 from metarl.agents.rl2 import RL2, RL2Config
 from metarl.agents.rl2_sampling import TrialSampler
 from metarl.fileio import atomic_write_text
+from metarl.memory import keep_freed_memory
 
 __all__ = ["CHECKPOINT_FORMAT", "cli_train", "latest_checkpoint", "load_run", "save_checkpoint", "train"]
 
@@ -149,6 +150,7 @@ def train(
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
+    keep_freed_memory()  # large tensors reuse heap pages instead of faulting them in (metarl.memory)
     run_dir = Path(run_dir)
     agent = RL2(config, trial_sampler=trial_sampler)
     found = latest_checkpoint(run_dir)

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 import metarl
+from metarl.memory import keep_freed_memory
 
 __all__ = ["LEARNERS", "TRAINERS", "app", "load_learner"]
 
@@ -35,6 +36,7 @@ def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        keep_freed_memory()  # every command is a process of its own (metarl.memory)
         try:
             command(*args, **kwargs)
         except (KeyError, ValueError, TypeError, ImportError, FileNotFoundError) as exc:

@@ -30,6 +30,7 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metarl
+import metarl.memory
 from metarl.agents.maml_train import build, make_train_family, meta_iteration
 from metarl.agents.maml_trpo import MAMLTRPO, MAMLTRPOConfig, TaskTensors
 from metarl.provenance import run_metadata
@@ -69,9 +70,12 @@ def _variant(base: MAMLTRPOConfig, spec: str) -> MAMLTRPOConfig:
 
 @app.command()
 def iteration(family: str = "HalfCheetahVel-v0", iterations: int = 1, seed: int = 0, threads: int = 1,
-              batchings: str = "loop,batched") -> None:  # fmt: skip
+              batchings: str = "loop,batched", keep_freed_memory: bool = True) -> None:  # fmt: skip
     """Whole meta-iterations, the variants interleaved (same tasks and seeds for each). ``batchings``
-    is a comma-separated list of ``batching[:key=value...]`` (e.g. ``batched:hvp_subsample=0.1``)."""
+    is a comma-separated list of ``batching[:key=value...]`` (e.g. ``batched:hvp_subsample=0.1``).
+    ``--no-keep-freed-memory``: glibc's default malloc instead of what training uses (metarl.memory)."""
+    if keep_freed_memory:
+        metarl.memory.keep_freed_memory()
     torch.set_num_threads(threads)
     names = batchings.split(",")
     base = dataclasses.replace(_config(family), seed=seed)
@@ -101,8 +105,9 @@ def iteration(family: str = "HalfCheetahVel-v0", iterations: int = 1, seed: int 
         | {"ls_tries": [r["ls_tries"] for r in rows[b]], "iterations": len(rows[b])}
         for b in names
     }
-    _save(f"iteration/{family}/{batchings}", {"seconds_median": summary, "per_iteration": rows,
-                                 "meta_start": start_meta, "meta_end": run_metadata(seed)})  # fmt: skip
+    key = f"iteration/{family}/{batchings}" + ("" if keep_freed_memory else "/system-malloc")
+    _save(key, {"seconds_median": summary, "per_iteration": rows, "keep_freed_memory": keep_freed_memory,
+                "meta_start": start_meta, "meta_end": run_metadata(seed)})  # fmt: skip
 
 
 def _synthetic(size: str, seed: int) -> tuple[MAMLTRPOConfig, list[TaskTensors], TaskTensors, int, int]:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import metarl
-from metarl.envs.mujoco_batched import MujocoVectorEnv
 from metarl.envs import mujoco_physics
+from metarl.envs.mujoco_batched import MujocoVectorEnv
 from metarl.envs.mujoco_physics import BatchedPhysics
 
 SPLITS = {"train": 6, "validation": 2, "test": 4}
@@ -126,10 +126,10 @@ def test_the_native_env_uses_the_c_loop_by_default() -> None:
 
 def test_kernel_choice_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     model = metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS).make_env().unwrapped.model
-    with pytest.raises(ValueError, match="kernel must be one of.*'fortran'"):
+    with pytest.raises(ValueError, match=r"kernel must be one of.*'fortran'"):
         BatchedPhysics([model], 5, {}, kernel="fortran")
     monkeypatch.setenv("METARL_MUJOCO_KERNEL", "gpu")
-    with pytest.raises(ValueError, match="METARL_MUJOCO_KERNEL must be one of.*'gpu'"):
+    with pytest.raises(ValueError, match=r"METARL_MUJOCO_KERNEL must be one of.*'gpu'"):
         BatchedPhysics([model], 5, {})
 
 
@@ -146,7 +146,7 @@ def test_without_a_compiler_the_python_loop_is_used_with_a_warning(
     assert phys.kernel == "python"
     phys.step(np.zeros((2, model.nu)))
     phys.close()
-    with pytest.raises(RuntimeError, match="could not be built.*no-such-compiler"):
+    with pytest.raises(RuntimeError, match=r"could not be built.*no-such-compiler"):
         BatchedPhysics([model], 5, {}, kernel="c")
 
 
