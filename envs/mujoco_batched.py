@@ -198,6 +198,8 @@ class MujocoVectorEnv(BatchedTaskVectorEnv):
             :mod:`metarl.envs.dynamics` on HalfCheetah, Hopper, Walker2d, Ant or Humanoid.
         tasks, envs_per_task: see :func:`metarl.make_vec`.
         num_threads: physics threads; ``None`` for ``METARL_MUJOCO_THREADS`` or the usable cores.
+        kernel: the stepping loop, ``"c"`` or ``"python"`` (same results); ``None`` for
+            ``METARL_MUJOCO_KERNEL`` or the C loop (see :class:`~metarl.envs.mujoco_physics.BatchedPhysics`).
     """
 
     def __init__(
@@ -207,6 +209,7 @@ class MujocoVectorEnv(BatchedTaskVectorEnv):
         envs_per_task: int = 1,
         *,
         num_threads: int | None = None,
+        kernel: str | None = None,
     ) -> None:
         robot = _robot_of(family)
         if robot is None:
@@ -229,6 +232,7 @@ class MujocoVectorEnv(BatchedTaskVectorEnv):
         self._base_model: mujoco.MjModel = env.model
         self._randomizers: list[DynamicsRandomizer] | None = None
         self._num_threads = num_threads
+        self._kernel = kernel
         self._physics: BatchedPhysics | None = None
         self._main_body = (
             int(env.data.body(self._robot.main_body).id) if robot == "ant" else 1
@@ -274,6 +278,7 @@ class MujocoVectorEnv(BatchedTaskVectorEnv):
                 self._fields(),
                 post_constraint=self._robot.name in ("ant", "humanoid"),
                 num_threads=self._num_threads,
+                kernel=self._kernel,
             )
         self._dt = np.array([m.opt.timestep * self._robot.frame_skip for m in models])
         if self._robot.name == "humanoid":

@@ -17,6 +17,8 @@ repetition, medians reported:
 * ``gymnasium_sync``: Gymnasium's ``SyncVectorEnv`` (``make_vec(backend="gymnasium")``);
 * ``gymnasium_async``: Gymnasium's ``AsyncVectorEnv``, one process per sub-env (fewer sub-envs);
 * ``metarl_native``: ``make_vec`` (native batched backend), ``--threads`` physics threads;
+* ``metarl_native_python_loop``: the same backend with its stepping loop in Python
+  (``kernel="python"``, the fallback without a C compiler) instead of the compiled C loop;
 * thread study (HalfCheetahVel): the native backend with 1, 2 and 3 physics threads and 1 or 2
   torch threads.
 
@@ -207,6 +209,7 @@ def bench_family(family_id: str, args: argparse.Namespace) -> dict[str, Any]:
     steps = args.steps // (3 if heavy else 1)
 
     native = {t: MujocoVectorEnv(fam, tasks, args.envs_per_task, num_threads=t) for t in (1, 2, 3)}
+    python_loop = MujocoVectorEnv(fam, tasks, args.envs_per_task, num_threads=args.threads, kernel="python")
     sync = metarl.make_vec(fam, tasks, args.envs_per_task, backend="gymnasium")
     async_tasks = tasks[: args.async_envs]
     async_env = AsyncVectorEnv(
@@ -230,6 +233,7 @@ def bench_family(family_id: str, args: argparse.Namespace) -> dict[str, Any]:
         "gymnasium_sync": lambda: time_vector(sync, policy, steps),
         "gymnasium_async": lambda: time_vector(async_env, policy, steps * 10),
         "metarl_native": lambda: time_vector(native[args.threads], policy, steps),
+        "metarl_native_python_loop": lambda: time_vector(python_loop, policy, steps),
     }
     if args.thread_study and not heavy:
         for t in (1, 2, 3):
@@ -243,7 +247,7 @@ def bench_family(family_id: str, args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"{family_id} rep {rep + 1}/{args.reps}: " + ", ".join(f"{k} {samples[k][-1]:.0f}" for k in modes)
         )
-    for env in (*native.values(), sync, async_env, single):
+    for env in (*native.values(), python_loop, sync, async_env, single):
         env.close()
     med = {k: float(np.median(v)) for k, v in samples.items()}
     return {
@@ -271,6 +275,7 @@ _BASELINES = {
     "sync": "gymnasium_sync",
     "async": "gymnasium_async",
     "single": "gymnasium_single",
+    "python_loop": "metarl_native_python_loop",
 }
 
 
@@ -306,6 +311,7 @@ def write_readme(out: Path, results: dict[str, Any]) -> None:
             "gymnasium_single",
             "gymnasium_sync",
             "gymnasium_async",
+            "metarl_native_python_loop",
             "metarl_native",
         ):
             n = (
@@ -344,7 +350,8 @@ def write_readme(out: Path, results: dict[str, Any]) -> None:
             f"- {fam['family']}: {r['native_over_raw_ceiling']:.2f}x the raw ceiling, "
             f"{r['native_over_sync']:.2f}x SyncVectorEnv, {r['native_over_async']:.2f}x AsyncVectorEnv "
             f"(ratio of medians); median of per-repetition ratios {p['native_over_raw_ceiling']:.2f}x, "
-            f"{p['native_over_sync']:.2f}x, {p['native_over_async']:.2f}x."
+            f"{p['native_over_sync']:.2f}x, {p['native_over_async']:.2f}x. The C stepping loop is "
+            f"{r['native_over_python_loop']:.2f}x the Python loop (paired {p['native_over_python_loop']:.2f}x)."
         )
     study = {
         k: v
@@ -366,10 +373,12 @@ def write_readme(out: Path, results: dict[str, Any]) -> None:
         "Notes:",
         "",
         "- The native backend keeps every sub-env's integration state (`mjSTATE_INTEGRATION`: qpos, qvel,",
-        "  act, ctrl, the solver's warm start `qacc_warmstart`, ...) as a row of one array; each thread of",
-        "  a persistent pool loads rows into its own scratch `MjData` (`mj_setState`), calls",
-        "  `mj_step(nstep=frame_skip)` (the GIL is released inside MuJoCo) and stores them back",
-        "  (`mj_getState`), taking small chunks of sub-envs from a shared counter. Results are",
+        "  act, ctrl, the solver's warm start `qacc_warmstart`, ...) as a row of one array; each thread",
+        "  loads rows into its own scratch `MjData` (`mj_setState`), calls `mj_step` frame_skip times and",
+        "  stores them back (`mj_getState`), taking small chunks of sub-envs from a shared counter. The",
+        "  loop is C (`envs/_mjbatch.c`, compiled on first use, called through ctypes without the GIL);",
+        "  `metarl_native_python_loop` is the same loop in Python (the GIL is taken and released once per",
+        "  sub-env and step). Results are",
         "  bit-identical to Gymnasium's (tests, over 1200 steps). `mujoco.rollout` (the ceiling) cannot be",
         "  used for that: MuJoCo 3.3.0's rollout accepts a warm start (`initial_warmstart`) but returns",
         "  only full-physics states, not the final warm start, and restarting it each policy step moves",

@@ -122,6 +122,10 @@ def test_the_native_env_uses_the_c_loop_by_default() -> None:
     vec.reset(seed=0)
     assert vec._physics.kernel == "c"  # type: ignore[attr-defined]
     vec.close()
+    slow = MujocoVectorEnv(fam, fam.test[:2], kernel="python")
+    slow.reset(seed=0)
+    assert slow._physics is not None and slow._physics.kernel == "python"
+    slow.close()
 
 
 def test_kernel_choice_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
