@@ -22,7 +22,10 @@ the GIL for the whole batch): the Python loop pays the GIL once per sub-env and 
 with two threads that costs about a quarter of the physics throughput on these machines
 (``benchmarks/mujoco_speed``). Both loops make the same MuJoCo calls in the same order on the same
 data, so they give the same bits (tested). ``METARL_MUJOCO_KERNEL=python`` selects the Python loop;
-with no C compiler the Python loop is used, with a warning.
+with no C compiler the Python loop is used, with a warning. One difference: a MuJoCo *fatal* error
+inside ``mj_step`` (``mju_error``, e.g. an exhausted ``MjData`` arena; warnings such as a full contact
+buffer are not errors) ends the process with MuJoCo's message in the C loop, where the Python loop
+raises ``mujoco.FatalError``; checkpoints already written are not affected.
 
 Why not ``mujoco.rollout`` (MuJoCo 3.3.0): it does the same loop in C and accepts the initial warm
 start (``initial_warmstart``), but it returns only the ``mjSTATE_FULLPHYSICS`` part of the final
@@ -51,7 +54,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import mujoco
 import numpy as np
 
-__all__ = ["KERNELS", "BatchedPhysics", "FieldSpec", "default_kernel", "default_num_threads", "load_c_kernel"]
+__all__ = ["KERNELS", "BatchedPhysics", "FieldSpec", "c_kernel_error", "default_kernel", "default_num_threads",
+           "load_c_kernel"]  # fmt: skip
 
 #: The stepping loops :class:`BatchedPhysics` has (same results): ``"c"`` and ``"python"``.
 KERNELS = ("c", "python")
@@ -139,7 +143,7 @@ def _compile_kernel() -> str:
 
 def load_c_kernel() -> ctypes.CDLL | None:
     """The compiled stepping kernel, or ``None`` if it cannot be built here (see
-    :data:`c_kernel_error`); built on first call and cached on disk (``METARL_CACHE_DIR``, default
+    :func:`c_kernel_error`); built on first call and cached on disk (``METARL_CACHE_DIR``, default
     ``~/.cache/metarl``)."""
     global _kernel, _kernel_error
     with _kernel_lock:
@@ -293,7 +297,9 @@ class BatchedPhysics:
             bounds,
             _addresses([src.ctypes.data for pairs in self._copies for _, src in pairs]),
             _addresses([dst.ctypes.data for dst, _, _ in copied]),
-            np.array([self._copies[0][c][1].size for c in range(len(copied))] or [0], dtype=np.int_),
+            np.array(
+                [self._copies[0][c][1].size for c in range(len(copied))] or [0], dtype=np.dtype(ctypes.c_long)
+            ),
         )
         models, datas, _, src, dst, count = self._c_keep
         self._c_args = (
