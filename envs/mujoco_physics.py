@@ -97,10 +97,9 @@ _kernel_error: str | None = None
 
 
 def _cache_dir() -> str:
-    root = os.environ.get("METARL_CACHE_DIR") or os.path.join(
+    return os.environ.get("METARL_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "metarl"
     )
-    return root
 
 
 def _compile_kernel() -> str:
@@ -291,21 +290,16 @@ class BatchedPhysics:
             )
             return "python"
         bounds = np.array([lo for lo, _ in self._chunks] + [self._chunks[-1][1]], dtype=np.intc)
-        self._c_keep = (
-            _addresses([m._address for m in self.models]),
-            _addresses([d._address for d in self._scratch]),
-            bounds,
-            _addresses([src.ctypes.data for pairs in self._copies for _, src in pairs]),
-            _addresses([dst.ctypes.data for dst, _, _ in copied]),
-            np.array(
-                [self._copies[0][c][1].size for c in range(len(copied))] or [0], dtype=np.dtype(ctypes.c_long)
-            ),
-        )
-        models, datas, _, src, dst, count = self._c_keep
+        counts = np.array([src.size for _, src in self._copies[0]] or [0], dtype=np.dtype(ctypes.c_long))
+        self._c_arrays = (bounds, counts)  # passed by address below: keep them alive
+        # The ctypes pointer arrays are held by the argument tuple itself.
         self._c_args = (
-            self.num_envs, models, self.num_threads, datas, self.state.ctypes.data, self.state.shape[1],
+            self.num_envs, _addresses([m._address for m in self.models]), self.num_threads,
+            _addresses([d._address for d in self._scratch]), self.state.ctypes.data, self.state.shape[1],
             _INTEGRATION, self.frame_skip, int(self.post_constraint), len(self._chunks),
-            bounds.ctypes.data, len(copied), src, dst, count.ctypes.data,
+            bounds.ctypes.data, len(copied),
+            _addresses([src.ctypes.data for pairs in self._copies for _, src in pairs]),
+            _addresses([dst.ctypes.data for dst, _, _ in copied]), counts.ctypes.data,
         )  # fmt: skip
         self._c_step = lib.metarl_step_batch
         return "c"
