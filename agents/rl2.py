@@ -35,7 +35,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from metarl.agents.config_checks import SAMPLERS, check_int, check_real, check_sampler_options, check_str
+from metarl.agents.config_checks import (
+    SAMPLERS,
+    check_bool,
+    check_int,
+    check_real,
+    check_sampler_options,
+    check_str,
+)
 from metarl.agents.rl2_trials import TaskSampler, TrialInputs, TrialVecEnv
 from metarl.evaluation import AdaptationUnit
 from metarl.family import TaskFamily
@@ -61,8 +68,6 @@ __all__ = [
 ]
 
 VecEnv = BatchedTaskVectorEnv | SyncTaskVectorEnv
-
-#: The values of :attr:`RL2Config.sampler` (those of MAML-TRPO's ``sampler``).
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,12 @@ class RL2Config:
     reward_scale: float = 1.0
     #: Initial log standard deviation of Gaussian policies (in normalised action units).
     init_log_std: float = -0.5
+    #: Learn the value in normalised units (PopArt, van Hasselt et al. 2016): the value head
+    #: predicts ``(R - mu) / sigma`` with running statistics of the PPO returns, the value loss is
+    #: measured in those units, and each statistics update rescales the head so that the value in
+    #: return units is unchanged. Keeps the value loss, and its share of the clipped gradient norm
+    #: of the shared GRU, of order one whatever the scale of a trial's return.
+    value_norm: bool = False
     #: Training length in environment steps (padding steps not counted).
     total_env_steps: int = 1_000_000
     #: Seed of every random stream of the run.
@@ -139,6 +150,7 @@ class RL2Config:
         own = "RL2Config"
         for name in ("family", "task_source", "backend"):
             check_str(own, name, getattr(self, name))
+        check_bool(own, "value_norm", self.value_norm)
         check_sampler_options(own, self)
         if not isinstance(self.family_kwargs, dict) or not all(
             isinstance(k, str) for k in self.family_kwargs
@@ -212,12 +224,23 @@ class RL2Config:
 
 
 # --------------------------------------------------------------------------------- network
+#: Per-update decay of the value normalisation's moving averages (a time constant of 100 updates).
+VALUE_NORM_DECAY = 0.99
+#: Floor of the normalised returns' variance (PopArt's lower bound on sigma, 1e-4).
+VALUE_NORM_MIN_VAR = 1e-8
+
+
 class RL2ActorCritic(nn.Module):
     """A GRU over RL² inputs with a policy head and a value head on its hidden state.
 
     Discrete actions: categorical logits. Box actions: a diagonal Gaussian in normalised units with
     a state-independent log standard deviation. Parameters are initialised from ``generator`` only.
     """
+
+    # buffers of the value normalisation (registered only with ``value_norm=True``)
+    return_m1: torch.Tensor
+    return_m2: torch.Tensor
+    return_weight: torch.Tensor
 
     def __init__(
         self,
@@ -227,11 +250,19 @@ class RL2ActorCritic(nn.Module):
         discrete: bool,
         hidden_size: int,
         init_log_std: float = -0.5,
+        value_norm: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.discrete = discrete
         self.hidden_size = hidden_size
+        self.value_norm = value_norm
+        if value_norm:
+            # debiased exponential moving averages of the returns' first and second moments, and
+            # the total weight of the averages (0: no statistics yet, the head is in return units)
+            self.register_buffer("return_m1", torch.zeros((), dtype=torch.float64))
+            self.register_buffer("return_m2", torch.zeros((), dtype=torch.float64))
+            self.register_buffer("return_weight", torch.zeros((), dtype=torch.float64))
         self.gru = nn.GRU(input_dim, hidden_size, batch_first=True)
         self.pi = nn.Linear(hidden_size, act_dim)
         self.v = nn.Linear(hidden_size, 1)
@@ -255,9 +286,46 @@ class RL2ActorCritic(nn.Module):
     def forward(
         self, x: torch.Tensor, h0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x``: ``(B, T, input_dim)`` -> (policy params ``(B, T, act_dim)``, values ``(B, T)``, ``h_T``)."""
+        """``x``: ``(B, T, input_dim)`` -> (policy params ``(B, T, act_dim)``, values ``(B, T)``, ``h_T``).
+
+        Values are in return units, also with ``value_norm`` (the head's output de-normalised).
+        """
         out, h = self.gru(x, h0)
-        return self.pi(out), self.v(out).squeeze(-1), h
+        values = self.v(out).squeeze(-1)
+        if self.value_norm:
+            mean, std = self.return_stats()
+            values = values * std + mean
+        return self.pi(out), values, h
+
+    def return_stats(self) -> tuple[float, float]:
+        """``(mu, sigma)`` of the value normalisation; ``(0, 1)`` without ``value_norm`` or statistics."""
+        if not self.value_norm or float(self.return_weight) == 0.0:
+            return 0.0, 1.0
+        w = float(self.return_weight)
+        mean = float(self.return_m1) / w
+        var = max(float(self.return_m2) / w - mean * mean, VALUE_NORM_MIN_VAR)
+        return mean, var**0.5
+
+    @torch.no_grad()
+    def update_return_stats(self, returns: torch.Tensor, mask: torch.Tensor) -> None:
+        """Fold the masked ``returns`` of a batch into the value normalisation's statistics and
+        rescale the value head so its output in return units is unchanged (PopArt's "preserve
+        outputs": ``w' = w sigma / sigma'``, ``b' = (sigma b + mu - mu') / sigma'``)."""
+        if not self.value_norm:
+            raise RuntimeError("update_return_stats needs a model built with value_norm=True")
+        m = mask.to(torch.float64)
+        n = float(m.sum())
+        if n == 0.0:
+            return
+        r = returns.to(torch.float64) * m
+        old_mean, old_std = self.return_stats()
+        d = VALUE_NORM_DECAY
+        self.return_m1.mul_(d).add_((1 - d) * r.sum() / n)
+        self.return_m2.mul_(d).add_((1 - d) * (r * r).sum() / n)
+        self.return_weight.mul_(d).add_(1 - d)
+        new_mean, new_std = self.return_stats()
+        self.v.weight.mul_(old_std / new_std)
+        self.v.bias.mul_(old_std).add_(old_mean - new_mean).div_(new_std)
 
     def distribution(self, params: torch.Tensor) -> torch.distributions.Distribution:
         if self.discrete:
@@ -435,6 +503,7 @@ def build_model(config: RL2Config, inputs: TrialInputs, generator: torch.Generat
         discrete=inputs.act_discrete,
         hidden_size=config.hidden_size,
         init_log_std=config.init_log_std,
+        value_norm=config.value_norm,
         generator=generator,
     )
 
@@ -513,6 +582,10 @@ class RL2:
             batch.rewards * c.reward_scale, batch.values, batch.mask, c.gamma, c.gae_lambda
         )
         m = batch.mask
+        if c.value_norm:
+            self.model.update_return_stats(returns, m)
+        v_mean, v_std = self.model.return_stats()  # the value loss is measured in these units
+        returns_n = (returns - v_mean) / v_std if c.value_norm else returns
         mean = _masked_mean(adv, m)
         std = _masked_mean((adv - mean) ** 2, m).sqrt()
         adv_n = (adv - mean) / (std + 1e-8)
@@ -529,8 +602,8 @@ class RL2:
                     dist.log_prob(batch.actions[idx]),
                     batch.log_probs[idx],
                     adv_n[idx],
-                    values,
-                    returns[idx],
+                    (values - v_mean) / v_std if c.value_norm else values,
+                    returns_n[idx],
                     dist.entropy(),
                     m[idx],
                     clip_coef=c.clip_coef,

@@ -248,6 +248,57 @@ def test_resume_over_a_log_from_before_a_column_was_added(tmp_path) -> None:
     assert [r[0] for r in rows[1:]] == ["1", "2", "3"] and rows[1][-1] == "" and rows[3][-1] != ""
 
 
+# ----------------------------------------------------------------------------- value normalisation
+def test_value_norm_statistics_and_preserved_outputs() -> None:
+    from metarl.agents.rl2 import VALUE_NORM_DECAY, RL2ActorCritic
+
+    model = RL2ActorCritic(4, 3, discrete=True, hidden_size=8, value_norm=True,
+                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    x = torch.randn(5, 7, 4, generator=torch.Generator().manual_seed(1))
+    assert model.return_stats() == (0.0, 1.0)  # no statistics yet: the head is in return units
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    mask[2, 2:] = False  # padding must not count
+    batches = []
+    for k in range(3):
+        returns = 50.0 + 20.0 * torch.randn(3, 4, generator=torch.Generator().manual_seed(10 + k))
+        returns[~mask] = 1e6
+        before = model(x)[1]
+        model.update_return_stats(returns, mask)
+        torch.testing.assert_close(model(x)[1], before, rtol=1e-5, atol=1e-4)  # outputs preserved
+        batches.append(returns[mask].double())
+    # debiased moving averages: batch k has weight proportional to decay ** (last - k)
+    w = torch.tensor([VALUE_NORM_DECAY**2, VALUE_NORM_DECAY, 1.0], dtype=torch.float64)
+    m1 = sum(wk * b.mean() for wk, b in zip(w, batches, strict=True)) / w.sum()
+    m2 = sum(wk * (b * b).mean() for wk, b in zip(w, batches, strict=True)) / w.sum()
+    mean, std = model.return_stats()
+    assert mean == pytest.approx(float(m1), rel=1e-12)
+    assert std == pytest.approx(float((m2 - m1 * m1).sqrt()), rel=1e-9)
+    assert 40 < mean < 60 and 10 < std < 30
+    with pytest.raises(RuntimeError, match="value_norm=True"):
+        RL2ActorCritic(4, 3, discrete=True, hidden_size=8).update_return_stats(batches[0], mask)
+
+
+def test_value_norm_training_measures_the_value_loss_in_normalised_units(tmp_path) -> None:
+    # Monte Carlo returns of order 100: without normalisation the value loss is of order 1e3, with it
+    # of order 1
+    kwargs = {"family_kwargs": {"n_arms": 3, "n_pulls": 200, "split_sizes": SPLITS}, "total_env_steps": 10_000,
+              "gamma": 1.0, "gae_lambda": 1.0}  # fmt: skip
+    plain = RL2(small_config(**kwargs)).train_step()
+    normed_agent = train(
+        small_config(value_norm=True, **kwargs), tmp_path / "run", progress=False, max_updates=2
+    )
+    assert plain["v_loss"] > 500.0
+    assert math.isfinite(normed_agent.model.return_stats()[1]) and normed_agent.model.return_stats()[0] > 20.0
+    log = list(csv.DictReader((tmp_path / "run" / "progress.csv").open()))
+    assert all(float(r["v_loss"]) < 5.0 for r in log)
+    # the statistics are part of the checkpoint and come back on load
+    loaded = load_run(tmp_path / "run")
+    assert loaded.model.return_stats() == normed_agent.model.return_stats()
+    torch.testing.assert_close(loaded.model.state_dict(), normed_agent.model.state_dict(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"value_norm must be true or false, got 'yes'"):
+        small_config(value_norm="yes")
+
+
 def test_config_errors_name_the_value() -> None:
     with pytest.raises(ValueError, match=r"trials_per_update.*-1"):
         small_config(trials_per_update=-1)
