@@ -226,7 +226,7 @@ class RL2Config:
 # --------------------------------------------------------------------------------- network
 #: Per-update decay of the value normalisation's moving averages (a time constant of 100 updates).
 VALUE_NORM_DECAY = 0.99
-#: Floor of the normalised returns' variance (PopArt's lower bound on sigma, 1e-4).
+#: Floor of the returns' variance in the value normalisation (sigma >= 1e-4, PopArt's lower bound).
 VALUE_NORM_MIN_VAR = 1e-8
 
 
