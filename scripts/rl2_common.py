@@ -108,7 +108,7 @@ def per_episode_eval(
         "results": [r.to_dict() for r in results],
     }
     atomic_write_text(BENCH_DIR / f"{name}.json", json.dumps(record, indent=1) + "\n")
-    md = "\n\n".join(r.to_markdown() for r in results)
+    md = _per_episode_markdown(results)
     atomic_write_text(BENCH_DIR / f"{name}.md", md + "\n")
     _plot_per_episode(results, BENCH_DIR / f"{name}.png")
     print(md)
@@ -158,6 +158,27 @@ def paired_gap(
         "gap_percent": 100.0 * mean / ref,
         "gap_percent_ci": [100.0 * low / ref, 100.0 * high / ref],
     }
+
+
+def _per_episode_markdown(results: list[Any]) -> str:
+    """One table, a row per episode of the trial and a column per learner: mean return [95% CI].
+
+    Every learner ran one episode per round, so round ``r`` is episode ``r + 1`` for all of them.
+    """
+    first = results[0]
+    summaries = [res.summary("returns") for res in results]
+    level = int(first.confidence * 100)
+    lines = [
+        f"{first.family_id}, {first.split} split: {len(first.task_ids)} tasks, one trial of "
+        f"{first.rounds} episodes per task, seed {first.seed}. Mean return over tasks [{level}% CI].",
+        "",
+        "| episode of trial | " + " | ".join(res.learner for res in results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+    for r in range(first.rounds):
+        cells = [f"{s[r]['mean']:.2f} [{s[r]['ci_low']:.2f}, {s[r]['ci_high']:.2f}]" for s in summaries]
+        lines.append(f"| {r + 1} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _plot_per_episode(results: list[Any], path: Path) -> None:
