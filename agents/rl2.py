@@ -107,6 +107,10 @@ class RL2Config:
     ent_coef_final: float | None = None
     #: Gradient-norm clipping.
     max_grad_norm: float = 0.5
+    #: Early stop of an update's PPO epochs (as in Stable-Baselines3): a minibatch whose approximate
+    #: KL from the collecting policy exceeds ``1.5 * target_kl`` is not applied, and the update ends
+    #: there. ``None``: always run all ``ppo_epochs``.
+    target_kl: float | None = None
     #: Rewards are multiplied by this in the PPO targets (not in the policy inputs).
     reward_scale: float = 1.0
     #: Initial log standard deviation of Gaussian policies (in normalised action units).
@@ -162,6 +166,9 @@ class RL2Config:
                      "reward_scale", "init_log_std"):  # fmt: skip
             check_real(own, name, getattr(self, name))
         check_real(own, "ent_coef_final", self.ent_coef_final, optional=True)
+        check_real(own, "target_kl", self.target_kl, optional=True)
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise ValueError(f"RL2Config.target_kl must be positive or None, got {self.target_kl!r}")
         check_int(own, "seed", self.seed, minimum=0)
         ints = ("trials_per_update", "hidden_size", "ppo_epochs", "num_minibatches")
         for name in (*ints, "total_env_steps", "checkpoint_every", "keep_checkpoints"):
@@ -593,7 +600,10 @@ class RL2:
         B = c.trials_per_update
         stats: dict[str, float] = {}
         n_mb = 0
+        stopped = False
         for _ in range(c.ppo_epochs):
+            if stopped:
+                break
             perm = torch.randperm(B, generator=self.torch_gen)
             for idx in perm.chunk(c.num_minibatches):
                 params, values, _ = self.model(batch.inputs[idx])
@@ -610,6 +620,9 @@ class RL2:
                     vf_coef=c.vf_coef,
                     ent_coef=ent_coef,
                 )
+                if n_mb and c.target_kl is not None and s["approx_kl"] > 1.5 * c.target_kl:
+                    stopped = True
+                    break
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 s["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm))

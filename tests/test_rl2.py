@@ -299,6 +299,25 @@ def test_value_norm_training_measures_the_value_loss_in_normalised_units(tmp_pat
         small_config(value_norm="yes")
 
 
+def test_target_kl_stops_the_epochs_at_the_first_minibatch_over_the_bound() -> None:
+    # ppo_epochs x num_minibatches = 8 minibatches; a tiny target stops after the first (whose KL is 0:
+    # the policy has not moved yet), a loose one runs them all, and None (the default) never stops
+    steps = {}
+    for target in (None, 1e-12, 10.0):
+        agent = RL2(small_config(ppo_epochs=4, num_minibatches=2, learning_rate=0.01, target_kl=target))
+        calls = []
+        step = agent.optimizer.step
+        agent.optimizer.step = lambda *a, _step=step, _calls=calls, **k: (_calls.append(1), _step(*a, **k))[1]
+        stats = agent.train_step()
+        steps[target] = len(calls)
+        assert math.isfinite(stats["pg_loss"])
+    assert steps == {None: 8, 1e-12: 1, 10.0: 8}
+    with pytest.raises(ValueError, match=r"target_kl must be positive or None, got 0.0"):
+        small_config(target_kl=0.0)
+    with pytest.raises(ValueError, match=r"target_kl.*'0.01'"):
+        small_config(target_kl="0.01")
+
+
 def test_config_errors_name_the_value() -> None:
     with pytest.raises(ValueError, match=r"trials_per_update.*-1"):
         small_config(trials_per_update=-1)
