@@ -6,7 +6,8 @@
     .venv/bin/python scripts/rl2_bandit.py eval --run 10,5=benchmarks/rl2/runs/bandit_n10_k5_seed0 \
         --run 100,5=benchmarks/rl2/runs/bandit_n100_k5_seed0
 
-``eval`` writes ``benchmarks/rl2/bandit.json`` and ``bandit.md``.
+``eval`` writes ``benchmarks/rl2/bandit.json`` and ``bandit.md`` (``--name NAME``: ``NAME.json``, ``NAME.md``,
+so that scoring a subset of the settings does not replace the table of all of them).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def classical_learners() -> dict[str, LearnerSpec]:
     return bandit_learners(load_tuned())
 
 
-def evaluate_runs(runs: dict[tuple[int, int], Path], trials: int, seed: int, with_classical: bool) -> None:
+def evaluate_runs(
+    runs: dict[tuple[int, int], Path], trials: int, seed: int, with_classical: bool, name: str = "bandit"
+) -> None:
     learners: dict[tuple[int, int], RL2Learner] = {s: RL2Learner.load(d) for s, d in runs.items()}
     # the same network acting greedily (argmax of its action distribution), as a second column
     greedy = {s: RL2Learner(x.model, x.config, deterministic=True) for s, x in learners.items()}
@@ -61,7 +64,7 @@ def evaluate_runs(runs: dict[tuple[int, int], Path], trials: int, seed: int, wit
         result["tables"].append(entry)
         print(table.to_markdown())
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
-    atomic_write_text(BENCH_DIR / "bandit.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(BENCH_DIR / f"{name}.json", json.dumps(result, indent=1) + "\n")
     runs_md = [
         "| setting | RL² env steps | updates | training wall-clock (s) | run |",
         "|---|---|---|---|---|",
@@ -84,7 +87,7 @@ def evaluate_runs(runs: dict[tuple[int, int], Path], trials: int, seed: int, wit
             )
     tables_md = "\n\n".join(t["markdown"] for t in result["tables"])
     parts = [tables_md, "\n".join(gaps_md), "\n".join(runs_md)]
-    atomic_write_text(BENCH_DIR / "bandit.md", "\n\n".join(parts) + "\n")
+    atomic_write_text(BENCH_DIR / f"{name}.md", "\n\n".join(parts) + "\n")
 
 
 def main() -> None:
@@ -99,11 +102,16 @@ def main() -> None:
     ev.add_argument("--trials", type=int, default=1000)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-classical", action="store_true")
+    ev.add_argument(
+        "--name", default="bandit", help="output file stem under benchmarks/rl2/ (default: bandit)"
+    )
     args = parser.parse_args()
     if args.command == "train":
         name = f"bandit_n{args.pulls}_k{args.arms}"
         run_training(args, {"family_kwargs": {"n_arms": args.arms, "n_pulls": args.pulls}}, name)
         return
+    if not args.name or not all(c.isalnum() or c in "_-" for c in args.name):
+        raise SystemExit(f"--name must be a file stem of letters, digits, '_' or '-', got {args.name!r}")
     torch.set_num_threads(1)
     runs: dict[tuple[int, int], Path] = {}
     for item in args.run:
@@ -115,7 +123,7 @@ def main() -> None:
         if not sep:
             raise SystemExit(f"--run must look like N,K=RUN_DIR, got {item!r}")
         runs[(n, k)] = Path(path)
-    evaluate_runs(runs, args.trials, args.seed, not args.no_classical)
+    evaluate_runs(runs, args.trials, args.seed, not args.no_classical, args.name)
 
 
 if __name__ == "__main__":
