@@ -18,7 +18,15 @@ from metarl.agents.rl2 import RL2Config
 from metarl.agents.rl2_train import latest_checkpoint, load_config, train
 from metarl.provenance import run_metadata
 
-__all__ = ["BENCH_DIR", "add_train_args", "paired_gap", "per_episode_eval", "run_training", "training_record"]
+__all__ = [
+    "BENCH_DIR",
+    "add_train_args",
+    "paired_gap",
+    "per_episode_eval",
+    "provenance_line",
+    "run_training",
+    "training_record",
+]
 
 BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "rl2"
 
@@ -64,14 +72,29 @@ def training_record(run_dir: Path) -> dict[str, Any]:
     if found is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}")
     path, state = found
+    prov = Path(run_dir) / "provenance.jsonl"
+    starts = (
+        [json.loads(line) for line in prov.read_text().splitlines() if line.strip()] if prov.exists() else []
+    )
     return {
         "run_dir": str(run_dir),
+        # command, commit, machine and date of every (re)start of the training
+        "provenance": starts,
         "checkpoint": path.name,
         "updates": int(state["updates"]),
         "env_steps": int(state["env_steps"]),
         "train_seconds": round(float(state["train_seconds"]), 1),
         "config": json.loads(state["config"]),
     }
+
+
+def provenance_line(meta: Mapping[str, Any]) -> str:
+    """One Markdown line saying what produced a table: command, seed, commit, machine and date."""
+    machine = meta.get("machine", {})
+    return (
+        f"Produced by `{meta.get('command')}` (seed {meta.get('seed')}) at commit `{meta.get('commit')}`, "
+        f"{machine.get('cpu')}, {machine.get('cores')} cores, {meta.get('date')}."
+    )
 
 
 def per_episode_eval(
@@ -102,13 +125,14 @@ def per_episode_eval(
     results = [evaluate(learner, family, **kw)]
     results += [evaluate(other, family, **kw) for other in (others or {}).values()]
     record = {
+        "provenance": run_metadata(seed=seed),
         "family": family.id,
         "episodes_per_trial": n,
         "training": training_record(run_dir),
         "results": [r.to_dict() for r in results],
     }
     atomic_write_text(BENCH_DIR / f"{name}.json", json.dumps(record, indent=1) + "\n")
-    md = _per_episode_markdown(results)
+    md = _per_episode_markdown(results) + "\n\n" + provenance_line(record["provenance"])
     atomic_write_text(BENCH_DIR / f"{name}.md", md + "\n")
     _plot_per_episode(results, BENCH_DIR / f"{name}.png")
     print(md)

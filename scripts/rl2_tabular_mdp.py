@@ -20,11 +20,12 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rl2_common import BENCH_DIR, add_train_args, run_training, training_record
+from rl2_common import BENCH_DIR, add_train_args, provenance_line, run_training, training_record
 
 from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table
 from metarl.agents.rl2 import RL2Learner
 from metarl.fileio import atomic_write_text
+from metarl.provenance import run_metadata
 
 
 def classical_learners() -> dict[str, LearnerSpec]:
@@ -64,6 +65,7 @@ def main() -> None:
     table = mdp_table(specs, episodes=sorted(runs), n_trials=args.trials, seed=args.seed, log=print)
     records = {f"n={n}": training_record(d) for n, d in runs.items()}
     result: dict[str, Any] = {
+        "provenance": run_metadata(seed=args.seed),
         "trials": args.trials,
         "seed": args.seed,
         "runs": records,
@@ -80,7 +82,15 @@ def main() -> None:
         runs_md.append(
             f"| {key} | {r['env_steps']} | {r['updates']} | {r['train_seconds']} | `{r['run_dir']}` |"
         )
-    atomic_write_text(BENCH_DIR / "tabular_mdp.md", table.to_markdown() + "\n\n" + "\n".join(runs_md) + "\n")
+    atomic_write_text(
+        BENCH_DIR / "tabular_mdp.md",
+        table.to_markdown()
+        + "\n\n"
+        + "\n".join(runs_md)
+        + "\n\n"
+        + provenance_line(result["provenance"])
+        + "\n",
+    )
     print(table.to_markdown())
 
 
