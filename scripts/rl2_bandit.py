@@ -39,7 +39,7 @@ def classical_learners() -> dict[str, LearnerSpec]:
 
 
 def evaluate_runs(
-    runs: dict[tuple[int, int], Path], trials: int, seed: int, with_classical: bool, name: str = "bandit"
+    runs: dict[tuple[int, int], Path], trials: int, seed: int, with_classical: bool, out_name: str = "bandit"
 ) -> None:
     learners: dict[tuple[int, int], RL2Learner] = {s: RL2Learner.load(d) for s, d in runs.items()}
     # the same network acting greedily (argmax of its action distribution), as a second column
@@ -71,7 +71,7 @@ def evaluate_runs(
         result["tables"].append(entry)
         print(table.to_markdown())
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
-    atomic_write_text(BENCH_DIR / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(BENCH_DIR / f"{out_name}.json", json.dumps(result, indent=1) + "\n")
     runs_md = [
         "| setting | RL² env steps | updates | training wall-clock (s) | run |",
         "|---|---|---|---|---|",
@@ -94,7 +94,7 @@ def evaluate_runs(
             )
     tables_md = "\n\n".join(t["markdown"] for t in result["tables"])
     parts = [tables_md, "\n".join(gaps_md), "\n".join(runs_md), provenance_line(result["provenance"])]
-    atomic_write_text(BENCH_DIR / f"{name}.md", "\n\n".join(parts) + "\n")
+    atomic_write_text(BENCH_DIR / f"{out_name}.md", "\n\n".join(parts) + "\n")
 
 
 def main() -> None:
