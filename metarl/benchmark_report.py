@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from metarl.fileio import atomic_write_text
+from metarl.provenance import provenance_markdown
 
 __all__ = ["compare_markdown", "render_markdown", "write_report"]
 
@@ -55,8 +56,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"scores: random = `{cfg['reference'].get('random', '-')}`, oracle = `{cfg['reference'].get('oracle', '-')}`. "
         f"Intervals are 95% stratified-bootstrap CIs over held-out tasks and seeds ({cfg['bootstrap_reps']} resamples).",
         "",
-        f"Produced by `{prov.get('command', '?')}` at commit `{prov.get('commit', '?')}` on {prov.get('date', '?')} "
-        f"({prov.get('machine', {}).get('cpu', '?')}, {prov.get('machine', {}).get('cores', '?')} cores).",
+        provenance_markdown(prov),
     ]
     for family, learners in results["metrics"]["families"].items():
         if not learners:

@@ -7,10 +7,11 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_commit", "machine_info", "run_metadata"]
+__all__ = ["git_commit", "machine_info", "provenance_markdown", "run_metadata"]
 
 
 def git_commit(cwd: str | Path | None = None) -> str:
@@ -71,3 +72,14 @@ def run_metadata(seed: int | None = None, command: str | None = None) -> dict[st
         "machine": machine_info(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def provenance_markdown(meta: Mapping[str, Any]) -> str:
+    """One Markdown sentence saying what produced a table, from :func:`run_metadata`'s record:
+    command, seed (when there is one), commit, date and machine."""
+    machine = meta.get("machine", {})
+    seed = f" (seed {meta['seed']})" if meta.get("seed") is not None else ""
+    return (
+        f"Produced by `{meta.get('command', '?')}`{seed} at commit `{meta.get('commit', '?')}` on "
+        f"{meta.get('date', '?')} ({machine.get('cpu', '?')}, {machine.get('cores', '?')} cores)."
+    )

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rl2_common import BENCH_DIR, add_train_args, paired_gap, provenance_line, run_training, training_record
+from rl2_common import BENCH_DIR, add_train_args, paired_gap, run_training, training_record
 
 from metarl.agents.classical_bench import LearnerSpec, bandit_table, load_tuned
 from metarl.agents.rl2 import RL2Learner
 from metarl.envs.bandit import BernoulliBanditFamily
 from metarl.fileio import atomic_write_text
-from metarl.provenance import run_metadata
+from metarl.provenance import provenance_markdown, run_metadata
 
 
 def classical_learners() -> dict[str, LearnerSpec]:
@@ -93,7 +93,7 @@ def evaluate_runs(
                 f"{g['gap_percent']:+.1f}% [{g['gap_percent_ci'][0]:+.1f}, {g['gap_percent_ci'][1]:+.1f}] |"
             )
     tables_md = "\n\n".join(t["markdown"] for t in result["tables"])
-    parts = [tables_md, "\n".join(gaps_md), "\n".join(runs_md), provenance_line(result["provenance"])]
+    parts = [tables_md, "\n".join(gaps_md), "\n".join(runs_md), provenance_markdown(result["provenance"])]
     atomic_write_text(BENCH_DIR / f"{out_name}.md", "\n\n".join(parts) + "\n")
 
 

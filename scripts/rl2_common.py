@@ -16,14 +16,13 @@ import torch
 
 from metarl.agents.rl2 import RL2Config
 from metarl.agents.rl2_train import latest_checkpoint, load_config, train
-from metarl.provenance import run_metadata
+from metarl.provenance import provenance_markdown, run_metadata
 
 __all__ = [
     "BENCH_DIR",
     "add_train_args",
     "paired_gap",
     "per_episode_eval",
-    "provenance_line",
     "run_training",
     "training_record",
 ]
@@ -88,15 +87,6 @@ def training_record(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def provenance_line(meta: Mapping[str, Any]) -> str:
-    """One Markdown line saying what produced a table: command, seed, commit, machine and date."""
-    machine = meta.get("machine", {})
-    return (
-        f"Produced by `{meta.get('command')}` (seed {meta.get('seed')}) at commit `{meta.get('commit')}`, "
-        f"{machine.get('cpu')}, {machine.get('cores')} cores, {meta.get('date')}."
-    )
-
-
 def per_episode_eval(
     run_dir: Path,
     *,
@@ -132,7 +122,7 @@ def per_episode_eval(
         "results": [r.to_dict() for r in results],
     }
     atomic_write_text(BENCH_DIR / f"{name}.json", json.dumps(record, indent=1) + "\n")
-    md = _per_episode_markdown(results) + "\n\n" + provenance_line(record["provenance"])
+    md = _per_episode_markdown(results) + "\n\n" + provenance_markdown(record["provenance"])
     atomic_write_text(BENCH_DIR / f"{name}.md", md + "\n")
     _plot_per_episode(results, BENCH_DIR / f"{name}.png")
     print(md)

@@ -20,12 +20,12 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rl2_common import BENCH_DIR, add_train_args, provenance_line, run_training, training_record
+from rl2_common import BENCH_DIR, add_train_args, run_training, training_record
 
 from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table
 from metarl.agents.rl2 import RL2Learner
 from metarl.fileio import atomic_write_text
-from metarl.provenance import run_metadata
+from metarl.provenance import provenance_markdown, run_metadata
 
 
 def classical_learners() -> dict[str, LearnerSpec]:
@@ -88,7 +88,7 @@ def main() -> None:
         + "\n\n"
         + "\n".join(runs_md)
         + "\n\n"
-        + provenance_line(result["provenance"])
+        + provenance_markdown(result["provenance"])
         + "\n",
     )
     print(table.to_markdown())
