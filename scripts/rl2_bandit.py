@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rl2_common import BENCH_DIR, add_train_args, paired_gap, run_training, training_record
+from rl2_common import BENCH_DIR, add_train_args, paired_gap, run_training, runs_markdown, training_record
 
 from metarl.agents.classical_bench import LearnerSpec, bandit_table, load_tuned
 from metarl.agents.rl2 import RL2Learner
@@ -72,14 +72,6 @@ def evaluate_runs(
         print(table.to_markdown())
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_text(BENCH_DIR / f"{out_name}.json", json.dumps(result, indent=1) + "\n")
-    runs_md = [
-        "| setting | RL² env steps | updates | training wall-clock (s) | run |",
-        "|---|---|---|---|---|",
-    ]
-    for key, r in records.items():
-        runs_md.append(
-            f"| {key} | {r['env_steps']} | {r['updates']} | {r['train_seconds']} | `{r['run_dir']}` |"
-        )
     gaps_md = [
         "| setting | RL² policy | best other | RL² - best other, paired (95% CI) | in % of best other |",
         "|---|---|---|---|---|",
@@ -93,7 +85,7 @@ def evaluate_runs(
                 f"{g['gap_percent']:+.1f}% [{g['gap_percent_ci'][0]:+.1f}, {g['gap_percent_ci'][1]:+.1f}] |"
             )
     tables_md = "\n\n".join(t["markdown"] for t in result["tables"])
-    parts = [tables_md, "\n".join(gaps_md), "\n".join(runs_md), provenance_markdown(result["provenance"])]
+    parts = [tables_md, "\n".join(gaps_md), runs_markdown(records), provenance_markdown(result["provenance"])]
     atomic_write_text(BENCH_DIR / f"{out_name}.md", "\n\n".join(parts) + "\n")
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "paired_gap",
     "per_episode_eval",
     "run_training",
+    "runs_markdown",
     "training_record",
 ]
 
@@ -85,6 +86,20 @@ def training_record(run_dir: Path) -> dict[str, Any]:
         "train_seconds": round(float(state["train_seconds"]), 1),
         "config": json.loads(state["config"]),
     }
+
+
+def runs_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
+    """The Markdown table of the scored runs (from :func:`training_record`): steps, updates,
+    training wall-clock and directory, one row per setting."""
+    lines = [
+        "| setting | RL² env steps | updates | training wall-clock (s) | run |",
+        "|---|---|---|---|---|",
+    ]
+    for key, r in records.items():
+        lines.append(
+            f"| {key} | {r['env_steps']} | {r['updates']} | {r['train_seconds']} | `{r['run_dir']}` |"
+        )
+    return "\n".join(lines)
 
 
 def per_episode_eval(

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rl2_common import BENCH_DIR, add_train_args, run_training, training_record
+from rl2_common import BENCH_DIR, add_train_args, run_training, runs_markdown, training_record
 
 from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table
 from metarl.agents.rl2 import RL2Learner
@@ -74,19 +74,11 @@ def main() -> None:
         "eval_seconds": round(time.perf_counter() - start, 1),
     }
     atomic_write_text(BENCH_DIR / "tabular_mdp.json", json.dumps(result, indent=1) + "\n")
-    runs_md = [
-        "| setting | RL² env steps | updates | training wall-clock (s) | run |",
-        "|---|---|---|---|---|",
-    ]
-    for key, r in records.items():
-        runs_md.append(
-            f"| {key} | {r['env_steps']} | {r['updates']} | {r['train_seconds']} | `{r['run_dir']}` |"
-        )
     atomic_write_text(
         BENCH_DIR / "tabular_mdp.md",
         table.to_markdown()
         + "\n\n"
-        + "\n".join(runs_md)
+        + runs_markdown(records)
         + "\n\n"
         + provenance_markdown(result["provenance"])
         + "\n",
