@@ -8,9 +8,11 @@ HalfCheetahDir-v0 (``scripts/maml_cheetah_{vel,dir}.py``). Steps, each a sub-com
   the same validation-based selection as MAML;
 * ``oracle``: for the locomotion families, a task-conditioned PPO policy (stable-baselines3) that
   sees the task parameters (Navigation2D uses the exact scripted oracle instead);
+* ``select``: choose a checkpoint among runs (seeds) on the validation tasks with the meta-test
+  protocol, for ``evaluate --maml-run <file>``;
 * ``evaluate``: meta-test on the held-out test tasks after 0, 1, 2, 3 gradient steps (by default
   with the reference test scripts' batch and step sizes, ``TEST_PROTOCOL``) for MAML (``best.pt``
-  of its run, else its newest checkpoint), the pretrained policy and a random initialisation, each
+  of its run, else its newest checkpoint, or a checkpoint file), the pretrained policy and a random initialisation, each
   adapted with the same REINFORCE steps, and the oracle; writes ``results.json``, ``README.md`` and
   ``adaptation.png`` under ``benchmarks/maml_<name>/``.
 
@@ -36,11 +38,11 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metarl
-from metarl.agents.checkpoint import load_checkpoint, load_latest_checkpoint
+from metarl.agents.checkpoint import list_checkpoints, load_checkpoint, load_latest_checkpoint
 from metarl.agents.maml_train import BEST_NAME, CHECKPOINT_FORMAT, build, restore, train
 from metarl.agents.maml_trpo import MAMLTRPOConfig
 from metarl.agents.scripted import Navigation2DOracle
-from metarl.provenance import run_metadata
+from metarl.provenance import provenance_markdown, run_metadata
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -119,10 +121,18 @@ def oracle(family: FamilyOpt = "HalfCheetahVel-v0", seed: int = 0, timesteps: in
     print(f"saved {_oracle_path(family, seed)}")
 
 
+def _run_dir_of(path: Path) -> Path:
+    """The run directory of a checkpoint file (``<run>/best.pt`` or ``<run>/checkpoints/ckpt_*.pt``)."""
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
 def _load(run_dir: str) -> tuple[Any, dict[str, Any]]:
-    """The run's best validated checkpoint if it kept one, else its newest checkpoint."""
+    """A checkpoint file as given; for a run directory, its best validated checkpoint if it kept one,
+    else its newest checkpoint."""
     best = Path(run_dir) / BEST_NAME
-    if best.exists():
+    if Path(run_dir).is_file():
+        path, data = Path(run_dir), load_checkpoint(run_dir, CHECKPOINT_FORMAT)
+    elif best.exists():
         path, data = best, load_checkpoint(best, CHECKPOINT_FORMAT)
     else:
         found = load_latest_checkpoint(Path(run_dir) / "checkpoints", ("format", "policy"))
@@ -198,7 +208,8 @@ def evaluate(
     maml_infos = []
     for run_dir in maml_runs:
         maml_algo, info = _load(run_dir)
-        info["run"] = _run_summary(run_dir)
+        info["run"] = _run_summary(str(_run_dir_of(Path(run_dir))) if Path(run_dir).is_file() else run_dir)
+        info["selected"] = Path(run_dir).is_file()
         info["run_dir"] = run_dir
         steps = info["config"]["inner_steps"]
         lr = info["config"]["inner_lr"]
@@ -259,10 +270,121 @@ def evaluate(
     print((out / "README.md").read_text())
 
 
+@app.command()
+def select(
+    run: Annotated[list[str], typer.Option(help="MAML run directory; repeatable (e.g. one per seed).")],
+    family: FamilyOpt = "Navigation2D-v0",
+    steps: Annotated[
+        int, typer.Option(help="Score: mean validation return after 1..STEPS gradient steps.")
+    ] = 2,
+    top: Annotated[
+        int,
+        typer.Option(
+            help="Candidates per run: its TOP checkpoints by the validation return logged in "
+            "training (0: every kept checkpoint)."
+        ),
+    ] = 5,
+    eval_seed: Annotated[int, typer.Option(help="Seed of the validation episodes.")] = 54321,
+    later_step_scale: Annotated[float, typer.Option(help="As for evaluate (0: the reference's).")] = 0.0,
+    episodes_per_step: Annotated[int, typer.Option(help="As for evaluate (0: the reference's).")] = 0,
+    out: Annotated[
+        str, typer.Option(help="Output stem for .json and .md (default benchmarks/maml_<family>/selection).")
+    ] = "",
+) -> None:
+    """Choose one checkpoint among runs on the VALIDATION tasks, with the meta-test protocol.
+
+    Training keeps ``best.pt`` by the validation return after its own inner steps, measured with the
+    training batch. This scores candidate checkpoints of one or more runs (seeds, settings) as
+    ``evaluate`` scores on the test tasks, but on the validation split, by the mean return after
+    1..``steps`` gradient steps, and names the winner; pass that file to ``evaluate --maml-run``. The
+    test tasks are not used.
+    """
+    torch.set_num_threads(1)
+    if steps < 1:
+        raise typer.BadParameter(f"--steps must be >= 1, got {steps}")
+    if top < 0:
+        raise typer.BadParameter(f"--top must be >= 0, got {top}")
+    _, default_out, _ = _experiment(family)
+    stem = Path(out) if out else default_out / "selection"
+    episodes_per_step = episodes_per_step or TEST_PROTOCOL[family][0]
+    later_step_scale = later_step_scale or TEST_PROTOCOL[family][1]
+    fam = metarl.make_family(family)
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for run_dir in run:
+        for path, logged in _candidates(Path(run_dir), top):
+            algo, info = _load(str(path))
+            res = metarl.evaluate(algo.learner("maml-trpo", later_step_scale), fam, split="validation",
+                                  rounds=steps + 1, episodes_per_round=episodes_per_step, seed=eval_seed)  # fmt: skip
+            per_round = res.returns.mean(0)
+            rows.append({"run": run_dir, "checkpoint": str(path), "iteration": info["iteration"],
+                         "logged_validation_return": logged,
+                         "returns": [float(x) for x in per_round], "score": float(per_round[1:].mean())})  # fmt: skip
+            print(f"{path}: {np.round(per_round, 2)} score {rows[-1]['score']:.2f}", flush=True)
+    if not rows:
+        raise typer.BadParameter(f"no checkpoints found in {', '.join(run)}")
+    best = max(rows, key=lambda r: r["score"])
+    provenance = run_metadata(eval_seed)
+    meta = {"provenance": provenance, "family": family, "split": "validation",
+            "validation_tasks": len(fam.validation), "steps": steps, "top": top, "eval_seed": eval_seed,
+            "later_step_scale": later_step_scale, "episodes_per_step": episodes_per_step,
+            "wall_s": time.perf_counter() - t0}  # fmt: skip
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "selected": best, "candidates": rows}, indent=1) + "\n"
+    )
+    lines = [
+        f"# MAML-TRPO checkpoint selection on the {family} validation tasks",
+        "",
+        f"Mean return over the {meta['validation_tasks']} validation tasks after 0-{steps} gradient steps "
+        f"({episodes_per_step} episodes per step per task, later steps {later_step_scale:g} x the first, episodes "
+        f"seeded with {eval_seed}). Score: mean after 1-{steps} steps. Candidates: "
+        + (
+            f"each run's {top} checkpoints with the best validation return logged in training."
+            if top
+            else "every kept checkpoint."
+        ),
+        "",
+        "| run | iteration | logged validation | "
+        + " | ".join(f"{k} step{'s' * (k != 1)}" for k in range(steps + 1))
+        + " | score |",
+        "|---|---|---|" + "---|" * (steps + 2),
+    ]
+    for r in sorted(rows, key=lambda r: -r["score"]):
+        mark = "**" if r is best else ""
+        shown = "-" if r["logged_validation_return"] is None else f"{r['logged_validation_return']:.2f}"
+        lines.append(f"| {r['run']} | {r['iteration']} | {shown} | " + " | ".join(f"{x:.2f}" for x in r["returns"])
+                     + f" | {mark}{r['score']:.2f}{mark} |")  # fmt: skip
+    lines += ["", f"Selected: `{best['checkpoint']}`.", "",
+              provenance_markdown(provenance) + f" Wall-clock {meta['wall_s']:.0f} s."]  # fmt: skip
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"selected {best['checkpoint']} (score {best['score']:.2f})")
+
+
+def _candidates(run_dir: Path, top: int) -> list[tuple[Path, float | None]]:
+    """The run's kept checkpoints with the validation return logged in training at their iteration
+    (``None`` if none was), all of them or the ``top`` by that return."""
+    logged: dict[int, float] = {}
+    val = run_dir / "validation.csv"
+    if val.exists():
+        with val.open() as fh:
+            for row in csv.DictReader(fh):
+                last = max((k for k in row if k.startswith("return_step")), key=lambda k: int(k[11:]))
+                logged[int(row["iteration"])] = float(row[last])
+    kept = [(p, logged.get(int(p.stem.split("_")[1]))) for p in list_checkpoints(run_dir / "checkpoints")]
+    if top == 0:
+        return kept
+    scored = sorted((c for c in kept if c[1] is not None), key=lambda c: -float(c[1]))[:top]  # type: ignore[arg-type]
+    return sorted(scored, key=lambda c: str(c[0])) or kept[-top:]
+
+
 def _run_line(name: str, info: dict[str, Any], run: dict[str, Any]) -> str:
     cfg = info["config"]
     chosen = (
-        f"best validation checkpoint (iteration {info['iteration']}, validation return after "
+        f"checkpoint {info['checkpoint']} (iteration {info['iteration']}), chosen on the validation tasks by "
+        "`bench_maml.py select`"
+        if info.get("selected")
+        else f"best validation checkpoint (iteration {info['iteration']}, validation return after "
         f"{cfg['inner_steps']} step(s) {info['validation_return']:.2f})"
         if info.get("validation_return") is not None
         else f"newest checkpoint (iteration {info['iteration']})"
