@@ -121,6 +121,11 @@ class RL2Config:
     #: return units is unchanged. Keeps the value loss, and its share of the clipped gradient norm
     #: of the shared GRU, of order one whatever the scale of a trial's return.
     value_norm: bool = False
+    #: Give the value function its own GRU (same size, same inputs) instead of a head on the
+    #: policy's. The policy's recurrent state is then shaped by the policy loss alone; the value
+    #: loss cannot pull it (Andrychowicz et al. 2021, "What matters in on-policy RL", found separate
+    #: networks better). Doubles the recurrent compute.
+    separate_value: bool = False
     #: Training length in environment steps (padding steps not counted).
     total_env_steps: int = 1_000_000
     #: Seed of every random stream of the run.
@@ -155,6 +160,7 @@ class RL2Config:
         for name in ("family", "task_source", "backend"):
             check_str(own, name, getattr(self, name))
         check_bool(own, "value_norm", self.value_norm)
+        check_bool(own, "separate_value", self.separate_value)
         check_sampler_options(own, self)
         if not isinstance(self.family_kwargs, dict) or not all(
             isinstance(k, str) for k in self.family_kwargs
@@ -238,7 +244,11 @@ VALUE_NORM_MIN_VAR = 1e-8
 
 
 class RL2ActorCritic(nn.Module):
-    """A GRU over RL² inputs with a policy head and a value head on its hidden state.
+    """A GRU over RL² inputs with a policy head and a value head on its hidden state (or, with
+    ``separate_value``, a second GRU of its own under the value head).
+
+    The recurrent state is ``(1, B, hidden_size)``, or ``(1, B, 2 * hidden_size)`` with
+    ``separate_value``: the policy GRU's state, then the value GRU's.
 
     Discrete actions: categorical logits. Box actions: a diagonal Gaussian in normalised units with
     a state-independent log standard deviation. Parameters are initialised from ``generator`` only.
@@ -258,12 +268,14 @@ class RL2ActorCritic(nn.Module):
         hidden_size: int,
         init_log_std: float = -0.5,
         value_norm: bool = False,
+        separate_value: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.discrete = discrete
         self.hidden_size = hidden_size
         self.value_norm = value_norm
+        self.separate_value = separate_value
         if value_norm:
             # debiased exponential moving averages of the returns' first and second moments, and
             # the total weight of the averages (0: no statistics yet, the head is in return units)
@@ -271,15 +283,17 @@ class RL2ActorCritic(nn.Module):
             self.register_buffer("return_m2", torch.zeros((), dtype=torch.float64))
             self.register_buffer("return_weight", torch.zeros((), dtype=torch.float64))
         self.gru = nn.GRU(input_dim, hidden_size, batch_first=True)
+        self.v_gru = nn.GRU(input_dim, hidden_size, batch_first=True) if separate_value else None
         self.pi = nn.Linear(hidden_size, act_dim)
         self.v = nn.Linear(hidden_size, 1)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)), requires_grad=not discrete)
         bound = hidden_size**-0.5  # PyTorch's own GRU initialisation, drawn from our generator
-        for name, p in self.gru.named_parameters():
-            if "weight" in name:
-                nn.init.uniform_(p, -bound, bound, generator=generator)
-            else:
-                nn.init.zeros_(p)
+        for gru in (self.gru, self.v_gru):
+            for name, p in gru.named_parameters() if gru is not None else ():
+                if "weight" in name:
+                    nn.init.uniform_(p, -bound, bound, generator=generator)
+                else:
+                    nn.init.zeros_(p)
         # Small policy-head gain so the first policy is near uniform (Andrychowicz et al. 2021, "What
         # matters in on-policy RL", C57).
         nn.init.orthogonal_(self.pi.weight, gain=0.01, generator=generator)
@@ -288,7 +302,7 @@ class RL2ActorCritic(nn.Module):
         nn.init.zeros_(self.v.bias)
 
     def initial_state(self, batch: int) -> torch.Tensor:
-        return torch.zeros(1, batch, self.hidden_size)
+        return torch.zeros(1, batch, self.hidden_size * (2 if self.separate_value else 1))
 
     def forward(
         self, x: torch.Tensor, h0: torch.Tensor | None = None
@@ -297,8 +311,15 @@ class RL2ActorCritic(nn.Module):
 
         Values are in return units, also with ``value_norm`` (the head's output de-normalised).
         """
-        out, h = self.gru(x, h0)
-        values = self.v(out).squeeze(-1)
+        if self.v_gru is None:
+            out, h = self.gru(x, h0)
+            v_out = out
+        else:
+            hp, hv = (None, None) if h0 is None else h0.split(self.hidden_size, dim=-1)
+            out, hp = self.gru(x, None if hp is None else hp.contiguous())
+            v_out, hv = self.v_gru(x, None if hv is None else hv.contiguous())
+            h = torch.cat([hp, hv], dim=-1)
+        values = self.v(v_out).squeeze(-1)
         if self.value_norm:
             mean, std = self.return_stats()
             values = values * std + mean
@@ -511,6 +532,7 @@ def build_model(config: RL2Config, inputs: TrialInputs, generator: torch.Generat
         hidden_size=config.hidden_size,
         init_log_std=config.init_log_std,
         value_norm=config.value_norm,
+        separate_value=config.separate_value,
         generator=generator,
     )
 

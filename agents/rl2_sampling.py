@@ -156,6 +156,7 @@ class TrialShardJob:
     episodes_per_trial: int
     deterministic: bool = False
     value_norm: bool = False
+    separate_value: bool = False
 
     def __call__(
         self, runner: ShardRunner, policy_state: PolicyState, tasks: tuple[Task, ...], task_offset: int,
@@ -165,7 +166,8 @@ class TrialShardJob:
             raise ValueError(f"RL² trials need one sub-env per task, the worker has {runner.envs_per_task}")
         model = RL2ActorCritic(
             self.input_dim, self.act_dim, discrete=self.discrete, hidden_size=self.hidden_size,
-            value_norm=self.value_norm, generator=torch.Generator().manual_seed(0),
+            value_norm=self.value_norm, separate_value=self.separate_value,
+            generator=torch.Generator().manual_seed(0),
         )  # fmt: skip
         model.load_state_dict(dict(policy_state))
         env = TrialVecEnv(runner.family, len(tasks), self.episodes_per_trial, vec=runner.vec_env(tasks))
@@ -221,7 +223,7 @@ class TrialSampler:
         """One trial per task (trial ``k`` on ``tasks[k]``) with ``model``'s current weights."""
         job = TrialShardJob(model.gru.input_size, model.pi.out_features, model.discrete,
                             model.hidden_size, self.episodes_per_trial, deterministic,
-                            model.value_norm)  # fmt: skip
+                            model.value_norm, model.separate_value)  # fmt: skip
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         shares = self.sampler.map_shares(job, state, tasks, seed)
         return join_trial_batches([batch for _, batch in shares])

@@ -85,11 +85,13 @@ def test_trial_inputs_reject_unsupported_space() -> None:
 
 
 # ----------------------------------------------------------------------------- hidden state
-def test_hidden_state_persists_within_trial_and_resets_between_trials() -> None:
+@pytest.mark.parametrize("separate_value", [False, True])
+def test_hidden_state_persists_within_trial_and_resets_between_trials(separate_value: bool) -> None:
     agent = RL2(
         small_config(
             family="TabularMDP-v0",
             family_kwargs={"n_episodes": 3, "max_episode_steps": 4, "split_sizes": SPLITS},
+            separate_value=separate_value,
         )
     )
     gen = torch.Generator().manual_seed(0)
@@ -201,8 +203,9 @@ def test_same_seed_gives_bit_identical_parameters() -> None:
     assert not all(torch.equal(a, b) for a, b in zip(runs[0], runs[2], strict=True))
 
 
-def test_save_load_round_trip_gives_identical_actions(tmp_path) -> None:
-    config = small_config()
+@pytest.mark.parametrize("separate_value", [False, True])
+def test_save_load_round_trip_gives_identical_actions(tmp_path, separate_value: bool) -> None:
+    config = small_config(separate_value=separate_value)
     agent = train(config, tmp_path / "run", progress=False, max_updates=2)
     loaded = RL2Learner.load(tmp_path / "run")
     kw = {"n_tasks": 16, "rounds": 5, "episodes_per_round": 1, "seed": 7}
@@ -276,6 +279,40 @@ def test_value_norm_statistics_and_preserved_outputs() -> None:
     assert 40 < mean < 60 and 10 < std < 30
     with pytest.raises(RuntimeError, match="value_norm=True"):
         RL2ActorCritic(4, 3, discrete=True, hidden_size=8).update_return_stats(batches[0], mask)
+
+
+def test_separate_value_gru_keeps_policy_and_value_gradients_apart() -> None:
+    from metarl.agents.rl2 import RL2ActorCritic
+
+    gen = torch.Generator().manual_seed(0)
+    shared = RL2ActorCritic(4, 3, discrete=True, hidden_size=8, generator=gen)
+    model = RL2ActorCritic(4, 3, discrete=True, hidden_size=8, separate_value=True, generator=gen)
+    assert model.v_gru is not None and shared.v_gru is None
+    x = torch.randn(5, 6, 4, generator=torch.Generator().manual_seed(1))
+    logits, values, h = model(x)
+    assert h.shape == (1, 5, 16) and model.initial_state(5).shape == (1, 5, 16)
+    # the policy depends on the policy GRU only, the value on the value GRU only
+    pi_grads = torch.autograd.grad(logits.sum(), [*model.gru.parameters(), *model.v_gru.parameters()],
+                                   allow_unused=True)  # fmt: skip
+    n = len(list(model.gru.parameters()))
+    assert all(g is not None and g.abs().sum() > 0 for g in pi_grads[:n])
+    assert all(g is None for g in pi_grads[n:])
+    v_grads = torch.autograd.grad(values.sum(), [*model.gru.parameters(), *model.v_gru.parameters()],
+                                  allow_unused=True)  # fmt: skip
+    assert all(g is None for g in v_grads[:n])
+    assert all(g is not None and g.abs().sum() > 0 for g in v_grads[n:])
+    # stepping with the concatenated state reproduces the whole-sequence pass
+    with torch.no_grad():
+        state, step_logits, step_values = model.initial_state(5), [], []
+        for t in range(6):
+            lt, vt, state = model(x[:, t : t + 1], state)
+            step_logits.append(lt)
+            step_values.append(vt)
+        torch.testing.assert_close(torch.cat(step_logits, 1), logits, rtol=0, atol=1e-6)
+        torch.testing.assert_close(torch.cat(step_values, 1), values, rtol=0, atol=1e-6)
+        torch.testing.assert_close(state, h, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"separate_value must be true or false, got 1"):
+        small_config(separate_value=1)
 
 
 def test_value_norm_training_measures_the_value_loss_in_normalised_units(tmp_path) -> None:

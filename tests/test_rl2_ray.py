@@ -58,25 +58,28 @@ def assert_same_parameters(a: RL2, b: RL2) -> None:
 
 # ------------------------------------------------------------------------ without Ray
 @pytest.mark.parametrize(
-    ("family", "family_kwargs", "episodes_per_trial"),
+    ("family", "family_kwargs", "episodes_per_trial", "separate_value"),
     [
-        ("BernoulliBandit-v0", {"n_arms": 3, "n_pulls": 5, "split_sizes": SPLITS}, None),
+        ("BernoulliBandit-v0", {"n_arms": 3, "n_pulls": 5, "split_sizes": SPLITS}, None, False),
         # Box actions, and episodes that end early (trials of different lengths, padded)
-        ("Navigation2D-v0", {"max_episode_steps": 20, "split_sizes": SPLITS}, 2),
+        ("Navigation2D-v0", {"max_episode_steps": 20, "split_sizes": SPLITS}, 2, False),
+        # a value GRU of its own: the workers' state is both GRUs'
+        ("BernoulliBandit-v0", {"n_arms": 3, "n_pulls": 5, "split_sizes": SPLITS}, None, True),
     ],
 )
 def test_seeded_trials_do_not_depend_on_the_split(
-    family: str, family_kwargs: dict[str, Any], episodes_per_trial: int | None
+    family: str, family_kwargs: dict[str, Any], episodes_per_trial: int | None, separate_value: bool
 ) -> None:
     cfg = tiny_config(family=family, family_kwargs=family_kwargs, episodes_per_trial=episodes_per_trial,
-                      sampler="local-per-task")  # fmt: skip
+                      sampler="local-per-task", separate_value=separate_value)  # fmt: skip
     agent = RL2(cfg)
     assert agent.env is None  # no in-process trial env besides the sampler's
     tasks = agent.sampler(cfg.trials_per_update, np.random.default_rng(0))
     m = agent.model
     job = TrialShardJob(
-        m.gru.input_size, m.pi.out_features, m.discrete, m.hidden_size, agent.episodes_per_trial
-    )
+        m.gru.input_size, m.pi.out_features, m.discrete, m.hidden_size, agent.episodes_per_trial,
+        separate_value=m.separate_value,
+    )  # fmt: skip
     state = parameters(agent)
     [(_, whole)] = LocalSampler(agent.family, 1).map_shares(job, state, tasks, 7)
     assert whole.mask.shape[0] == 20 and whole.mask[:, 0].all()
