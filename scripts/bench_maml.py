@@ -312,7 +312,10 @@ def select(
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for run_dir in run:
-        for path, logged in _candidates(Path(run_dir), top):
+        candidates = _candidates(Path(run_dir), top)
+        if not candidates:
+            raise typer.BadParameter(f"--run {run_dir}: no checkpoints in {Path(run_dir) / 'checkpoints'}")
+        for path, logged in candidates:
             algo, info = _load(str(path))
             res = metarl.evaluate(algo.learner("maml-trpo", later_step_scale), fam, split="validation",
                                   rounds=steps + 1, episodes_per_round=episodes_per_step, seed=eval_seed)  # fmt: skip
@@ -321,8 +324,6 @@ def select(
                          "logged_validation_return": logged,
                          "returns": [float(x) for x in per_round], "score": float(per_round[1:].mean())})  # fmt: skip
             print(f"{path}: {np.round(per_round, 2)} score {rows[-1]['score']:.2f}", flush=True)
-    if not rows:
-        raise typer.BadParameter(f"no checkpoints found in {', '.join(run)}")
     best = max(rows, key=lambda r: r["score"])
     provenance = run_metadata(eval_seed)
     meta = {"provenance": provenance, "family": family, "split": "validation",
