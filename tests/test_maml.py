@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -680,3 +681,38 @@ def test_resume_refuses_a_run_sampled_with_other_clipping(tmp_path) -> None:  # 
     train(tiny_config(tmp_path, meta_iterations=1, clip_actions=False), progress=False)
     with pytest.raises(ValueError, match=r"clip_actions=False.*clip_actions=True"):
         train(tiny_config(tmp_path), resume=True, progress=False)
+
+
+def test_bench_maml_select_scores_the_best_logged_checkpoints_on_validation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    import typer
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_maml", Path(__file__).resolve().parents[1] / "scripts" / "bench_maml.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    run = tmp_path / "run"
+    train(tiny_config(run, meta_iterations=4, eval_every=1, keep_checkpoints=4), progress=False)
+    with (run / "validation.csv").open() as fh:
+        logged = {int(r["iteration"]): float(r["return_step1"]) for r in csv.DictReader(fh)}
+    top2 = sorted(sorted(logged, key=lambda it: -logged[it])[:2])
+    kw = dict(
+        family="Navigation2D-v0", steps=2, top=2, eval_seed=1, later_step_scale=0.5, episodes_per_step=2
+    )
+    bench.select(run=[str(run)], out=str(tmp_path / "sel"), **kw)
+    data = json.loads((tmp_path / "sel.json").read_text())
+    rows = data["candidates"]
+    assert sorted(r["iteration"] for r in rows) == top2  # the two best by the logged validation return
+    assert all(r["logged_validation_return"] == logged[r["iteration"]] for r in rows)
+    assert all(
+        len(r["returns"]) == 3 and r["score"] == pytest.approx(np.mean(r["returns"][1:])) for r in rows
+    )
+    assert data["selected"] == max(rows, key=lambda r: r["score"])
+    # the winner reloads as evaluate loads a checkpoint file, with its run's provenance
+    algo, info = bench._load(data["selected"]["checkpoint"])
+    assert info["iteration"] == data["selected"]["iteration"] and (tmp_path / "sel.md").exists()
+    with pytest.raises(typer.BadParameter, match=r"--run .*missing: no checkpoints"):
+        bench.select(run=[str(run), str(tmp_path / "missing")], out=str(tmp_path / "sel2"), **kw)
