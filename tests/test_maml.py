@@ -711,8 +711,8 @@ def test_bench_maml_select_scores_the_best_logged_checkpoints_on_validation(tmp_
         len(r["returns"]) == 3 and r["score"] == pytest.approx(np.mean(r["returns"][1:])) for r in rows
     )
     assert data["selected"] == max(rows, key=lambda r: r["score"])
-    # the winner reloads as evaluate loads a checkpoint file, with its run's provenance
-    algo, info = bench._load(data["selected"]["checkpoint"])
+    # the winner reloads the way evaluate loads a checkpoint file
+    _, info = bench._load(data["selected"]["checkpoint"])
     assert info["iteration"] == data["selected"]["iteration"] and (tmp_path / "sel.md").exists()
     with pytest.raises(typer.BadParameter, match=r"--run .*missing: no checkpoints"):
         bench.select(run=[str(run), str(tmp_path / "missing")], out=str(tmp_path / "sel2"), **kw)
