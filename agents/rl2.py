@@ -288,8 +288,8 @@ class RL2ActorCritic(nn.Module):
         self.v = nn.Linear(hidden_size, 1)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)), requires_grad=not discrete)
         bound = hidden_size**-0.5  # PyTorch's own GRU initialisation, drawn from our generator
-        for gru in (self.gru, self.v_gru):
-            for name, p in gru.named_parameters() if gru is not None else ():
+        for gru in [g for g in (self.gru, self.v_gru) if g is not None]:
+            for name, p in gru.named_parameters():
                 if "weight" in name:
                     nn.init.uniform_(p, -bound, bound, generator=generator)
                 else:
