@@ -42,6 +42,7 @@ from metarl.agents.checkpoint import list_checkpoints, load_checkpoint, load_lat
 from metarl.agents.maml_train import BEST_NAME, CHECKPOINT_FORMAT, build, restore, train
 from metarl.agents.maml_trpo import MAMLTRPOConfig
 from metarl.agents.scripted import Navigation2DOracle
+from metarl.fileio import atomic_write_text
 from metarl.provenance import provenance_markdown, run_metadata
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -208,8 +209,8 @@ def evaluate(
     maml_infos = []
     for run_dir in maml_runs:
         maml_algo, info = _load(run_dir)
-        info["run"] = _run_summary(str(_run_dir_of(Path(run_dir))) if Path(run_dir).is_file() else run_dir)
-        info["selected"] = Path(run_dir).is_file()
+        info["selected"] = Path(run_dir).is_file()  # a checkpoint file, e.g. chosen by `select`
+        info["run"] = _run_summary(str(_run_dir_of(Path(run_dir))) if info["selected"] else run_dir)
         info["run_dir"] = run_dir
         steps = info["config"]["inner_steps"]
         lr = info["config"]["inner_lr"]
@@ -262,8 +263,9 @@ def evaluate(
         "paper": paper,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(
-        json.dumps({"meta": meta, "results": {r.learner: r.to_dict() for r in results}}, indent=1) + "\n"
+    atomic_write_text(
+        out / "results.json",
+        json.dumps({"meta": meta, "results": {r.learner: r.to_dict() for r in results}}, indent=1) + "\n",
     )
     results[0].plot(out / "adaptation.png", others=results[1:])
     _write_readme(out, results, meta)
@@ -331,8 +333,9 @@ def select(
             "later_step_scale": later_step_scale, "episodes_per_step": episodes_per_step,
             "wall_s": time.perf_counter() - t0}  # fmt: skip
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(
-        json.dumps({"meta": meta, "selected": best, "candidates": rows}, indent=1) + "\n"
+    atomic_write_text(
+        stem.with_suffix(".json"),
+        json.dumps({"meta": meta, "selected": best, "candidates": rows}, indent=1) + "\n",
     )
     lines = [
         f"# MAML-TRPO checkpoint selection on the {family} validation tasks",
@@ -358,7 +361,7 @@ def select(
                      + f" | {mark}{r['score']:.2f}{mark} |")  # fmt: skip
     lines += ["", f"Selected: `{best['checkpoint']}`.", "",
               provenance_markdown(provenance) + f" Wall-clock {meta['wall_s']:.0f} s."]  # fmt: skip
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
     print(f"selected {best['checkpoint']} (score {best['score']:.2f})")
 
 
@@ -369,9 +372,11 @@ def _candidates(run_dir: Path, top: int) -> list[tuple[Path, float | None]]:
     val = run_dir / "validation.csv"
     if val.exists():
         with val.open() as fh:
-            for row in csv.DictReader(fh):
-                last = max((k for k in row if k.startswith("return_step")), key=lambda k: int(k[11:]))
-                logged[int(row["iteration"])] = float(row[last])
+            reader = csv.DictReader(fh)
+            # the return after the run's last inner step: the column best.pt is chosen by
+            steps = [k for k in reader.fieldnames or () if k.startswith("return_step")]
+            last = max(steps, key=lambda k: int(k.removeprefix("return_step")))
+            logged = {int(row["iteration"]): float(row[last]) for row in reader}
     kept = [(p, logged.get(int(p.stem.split("_")[1]))) for p in list_checkpoints(run_dir / "checkpoints")]
     if top == 0:
         return kept
@@ -472,7 +477,7 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
         f"GPU), torch {machine['versions']['torch']}, {torch.get_num_threads()} torch thread(s), load average "
         f"{machine['load_average_1_5_15min']}; meta-test wall-clock {meta['eval_wall_s']:.0f} s.",
     ]
-    (out / "README.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
