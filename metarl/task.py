@@ -47,6 +47,12 @@ def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
 def _freeze(value: Any) -> ParamValue:
     """Turn arrays, lists and NumPy scalars into nested tuples of Python numbers."""
     if isinstance(value, np.ndarray):
+        if value.dtype.kind in "iuf":
+            # ``tolist`` already yields Python ints or floats: only the lists need turning into
+            # tuples. Sampling 512 TabularMDP tasks took 0.85 s with the element-wise path below
+            # and takes 0.51 s with this one (the rest is the id's JSON); RL² samples that many
+            # tasks per update.
+            return _tuples(value.tolist(), value.ndim)
         return _freeze(value.tolist())
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
@@ -57,6 +63,15 @@ def _freeze(value: Any) -> ParamValue:
     if isinstance(value, (float, np.floating)):
         return float(value)
     raise TypeError(f"task parameters are numbers or nested sequences of numbers, got {value!r}")
+
+
+def _tuples(value: Any, ndim: int) -> ParamValue:
+    """``ndarray.tolist()`` of a numeric array of ``ndim`` dimensions as nested tuples."""
+    if ndim == 0:
+        return value  # type: ignore[no-any-return]
+    if ndim == 1:
+        return tuple(value)
+    return tuple(_tuples(v, ndim - 1) for v in value)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,28 @@ def test_task_id_is_stable_across_machines() -> None:
     assert task.task_id.split("/")[1] == hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def test_array_parameters_freeze_like_nested_lists_of_python_numbers() -> None:
+    """The ndarray fast path of task freezing gives the same values, types and ids as lists."""
+    rng = np.random.default_rng(3)
+    arrays = {
+        "p": rng.dirichlet(np.ones(4), size=(3, 2)),  # 3-d float64, like TabularMDP's transitions
+        "f32": np.array([0.1, 2.5], dtype=np.float32),
+        "i": np.array([[1, -2], [3, 4]], dtype=np.int64),
+        "u": np.array([7], dtype=np.uint8),
+        "s": np.array(0.5),
+    }
+    from_arrays = Task.create("Toy", 0, arrays)
+    from_lists = Task.create("Toy", 0, {k: v.tolist() for k, v in arrays.items()})
+    assert from_arrays.params == from_lists.params and from_arrays.task_id == from_lists.task_id
+    assert from_arrays["i"] == ((1, -2), (3, 4)) and type(from_arrays["i"][0][0]) is int
+    assert type(from_arrays["f32"][0]) is float and from_arrays["s"] == 0.5
+    np.testing.assert_array_equal(from_arrays.array("p"), arrays["p"])
+    with pytest.raises(TypeError, match="boolean"):
+        Task.create("Toy", 0, {"b": np.array([True, False])})
+    # A golden id for a 3-d parameter, so a change of the canonical form is noticed.
+    assert Task.create("Toy", 0, {"m": np.arange(8.0).reshape(2, 2, 2)}).task_id == "Toy-v0/947c0b3dd4c7"
+
+
 def test_navigation_splits_are_golden() -> None:
     """The held-out tasks are identical on every machine for a given family version and seed."""
     fam = metarl.make_family("Navigation2D-v0")
