@@ -584,6 +584,9 @@ class RL2:
         self.updates = 0
         self.env_steps = 0
         self.train_seconds = 0.0
+        #: Where the weights came from when the run was warm-started (:func:`~metarl.agents.rl2_train.train`'s
+        #: ``init_from``): the source checkpoint's path, updates, env steps and training seconds.
+        self.init_from: dict[str, Any] | None = None
 
     @property
     def total_updates(self) -> int:

@@ -31,7 +31,15 @@ from metarl.agents.rl2_sampling import TrialSampler
 from metarl.fileio import atomic_write_text
 from metarl.memory import keep_freed_memory
 
-__all__ = ["CHECKPOINT_FORMAT", "cli_train", "latest_checkpoint", "load_run", "save_checkpoint", "train"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "cli_train",
+    "latest_checkpoint",
+    "load_run",
+    "save_checkpoint",
+    "train",
+    "warm_start",
+]
 
 CHECKPOINT_FORMAT = "metarl.RL2Checkpoint/1"
 _CSV_FIELDS = (
@@ -69,6 +77,7 @@ def save_checkpoint(agent: RL2, run_dir: str | os.PathLike[str]) -> Path:
         "optimizer": agent.optimizer.state_dict(),
         "torch_rng": agent.torch_gen.get_state(),
         "numpy_rng": json.dumps(agent.np_rng.bit_generator.state),
+        "init_from": json.dumps(agent.init_from),
     }
     return ckpt.save_checkpoint(
         _checkpoint_dir(Path(run_dir)), agent.updates, state, keep=agent.config.keep_checkpoints
@@ -97,6 +106,51 @@ def restore(agent: RL2, state: Mapping[str, Any]) -> None:
     agent.updates = int(state["updates"])
     agent.env_steps = int(state["env_steps"])
     agent.train_seconds = float(state["train_seconds"])
+    agent.init_from = json.loads(state.get("init_from", "null"))  # absent before warm starts existed
+
+
+# config fields that fix the network's shape and meaning: a warm start needs them equal. The family's
+# keyword arguments and the trial length may differ (a curriculum, e.g. n = 100 pulls started from a
+# run with n = 10), as long as the input sizes agree.
+_ARCHITECTURE_FIELDS = ("family", "hidden_size", "separate_value", "value_norm")
+
+
+def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
+    """Load the network weights (and value-normalisation statistics) of ``source``, a run directory
+    (its newest valid checkpoint) or one checkpoint file, into a fresh ``agent``.
+
+    Only the weights are taken: the optimiser, RNG streams and counters start anew, so the run's
+    own ``env_steps`` count its own training. The source is recorded in :attr:`RL2.init_from`.
+    Raises ``ValueError`` naming the fields when the two configs disagree on the network's shape.
+    """
+    path = Path(source)
+    if path.is_file():
+        state = _read_checkpoint(path)
+    else:
+        found = latest_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(
+                f"init_from {str(source)!r}: no readable RL² checkpoint in {path / 'checkpoints'}"
+            )
+        path, state = found
+    theirs = json.loads(state["config"])
+    ours = json.loads(agent.config.to_json())
+    differ = [f for f in _ARCHITECTURE_FIELDS if theirs.get(f) != ours.get(f)]
+    if differ:
+        detail = ", ".join(f"{f}: {theirs.get(f)!r} there, {ours.get(f)!r} here" for f in differ)
+        raise ValueError(f"cannot warm-start from {path}: its network differs ({detail})")
+    try:
+        agent.model.load_state_dict(state["model"])
+    except RuntimeError as err:  # e.g. another number of arms: the inputs have another size
+        raise ValueError(
+            f"cannot warm-start from {path}: its network's tensors have other shapes ({err})"
+        ) from None
+    agent.init_from = {
+        "path": str(path),
+        "updates": int(state["updates"]),
+        "env_steps": int(state["env_steps"]),
+        "train_seconds": round(float(state["train_seconds"]), 1),
+    }
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> RL2:
@@ -121,6 +175,7 @@ def _write_config(agent: RL2, run_dir: Path) -> None:
         "rl2": json.loads(agent.config.to_json()),
         "family": family.describe(),
         "split_seed": family.split_seed,
+        "init_from": agent.init_from,
         "test_task_ids": [t.task_id for t in family.test],
     }
     atomic_write_text(run_dir / "config.json", json.dumps(data, indent=1))
@@ -135,6 +190,7 @@ def train(
     max_updates: int | None = None,
     max_seconds: float | None = None,
     trial_sampler: TrialSampler | None = None,
+    init_from: str | os.PathLike[str] | None = None,
 ) -> RL2:
     """Train RL² until ``config.total_env_steps``, logging and checkpointing into ``run_dir``.
 
@@ -144,6 +200,9 @@ def train(
     ``max_updates`` stops early after that many updates in this call (for tests and smoke runs);
     ``max_seconds`` after that much wall-clock in this call (a final checkpoint is written either
     way, so the run can be resumed).
+    ``init_from`` (a run directory or checkpoint file of a run with the same network) warm-starts a
+    new run with its weights (:func:`warm_start`); on resume the run's own checkpoint is loaded
+    instead, so the same command continues either way.
     Trials are collected as ``config.sampler`` says (the Ray workers of ``sampler="ray"`` are
     stopped on return); a ``trial_sampler`` given here is used instead and left open for the caller.
     """
@@ -166,6 +225,8 @@ def train(
                 f"cannot resume {path}: its config differs from the one given ({saved} != {config})"
             )
         restore(agent, state)
+    elif init_from is not None:
+        warm_start(agent, init_from)
     _write_config(agent, run_dir)
     csv_file, writer = ckpt.open_csv_log(
         run_dir / "progress.csv",
@@ -235,6 +296,7 @@ def cli_train(
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
     max_seconds: float | None = None,
+    init_from: str | os.PathLike[str] | None = None,
 ) -> Path:
     """What ``metarl train rl2 --family <id> [--config FILE] [--resume] [--run-dir DIR] [--seed S]`` runs.
 
@@ -247,6 +309,7 @@ def cli_train(
         overrides: config fields set after the file is read (e.g. ``{"total_env_steps": 10**6}``).
         progress: show the tqdm progress bar.
         max_seconds: stop (with a checkpoint, resumable) after this much wall-clock.
+        init_from: warm-start a new run with the weights of this run directory or checkpoint file.
 
     Returns:
         The run directory.
@@ -259,5 +322,5 @@ def cli_train(
         data["seed"] = seed
     config = RL2Config.from_dict(data, source=str(config_path or "--family"))
     out = Path(run_dir) if run_dir is not None else Path("runs") / "rl2" / family / f"seed{config.seed}"
-    train(config, out, resume=resume, progress=progress, max_seconds=max_seconds)
+    train(config, out, resume=resume, progress=progress, max_seconds=max_seconds, init_from=init_from)
     return out

@@ -39,6 +39,12 @@ def add_train_args(parser: argparse.ArgumentParser, default_config: str) -> None
     parser.add_argument("--minutes", type=float, default=None, help="stop after this much training")
     parser.add_argument("--total-steps", type=int, default=None, help="override total_env_steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="warm-start a new run with the weights of this run directory or checkpoint file",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -59,6 +65,7 @@ def run_training(args: argparse.Namespace, overrides: Mapping[str, Any], run_nam
         resume=args.resume,
         progress=not args.no_progress,
         max_seconds=None if args.minutes is None else args.minutes * 60.0,
+        init_from=args.init_from,
     )
     print(
         f"{run_name}: {agent.updates} updates, {agent.env_steps} env steps, {agent.train_seconds:.0f}s -> {out}"
@@ -84,6 +91,8 @@ def training_record(run_dir: Path) -> dict[str, Any]:
         "updates": int(state["updates"]),
         "env_steps": int(state["env_steps"]),
         "train_seconds": round(float(state["train_seconds"]), 1),
+        # the run whose weights this one started from (its steps come on top), or None
+        "init_from": json.loads(state.get("init_from", "null")),
         "config": json.loads(state["config"]),
     }
 
@@ -96,9 +105,14 @@ def runs_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
         "|---|---|---|---|---|",
     ]
     for key, r in records.items():
-        lines.append(
-            f"| {key} | {r['env_steps']} | {r['updates']} | {r['train_seconds']} | `{r['run_dir']}` |"
-        )
+        steps, updates, seconds, run = r["env_steps"], r["updates"], r["train_seconds"], f"`{r['run_dir']}`"
+        warm = r.get("init_from")
+        if warm:  # a warm-started run: its own training plus its source's
+            steps = f"{steps} + {warm['env_steps']}"
+            updates = f"{updates} + {warm['updates']}"
+            seconds = f"{seconds} + {warm['train_seconds']}"
+            run += f", warm-started from `{warm['path']}`"
+        lines.append(f"| {key} | {steps} | {updates} | {seconds} | {run} |")
     return "\n".join(lines)
 
 

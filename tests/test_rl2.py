@@ -251,6 +251,51 @@ def test_resume_over_a_log_from_before_a_column_was_added(tmp_path) -> None:
     assert [r[0] for r in rows[1:]] == ["1", "2", "3"] and rows[1][-1] == "" and rows[3][-1] != ""
 
 
+def test_warm_start_takes_the_weights_only_and_is_recorded(tmp_path) -> None:
+    source_cfg = small_config(value_norm=True)
+    source = train(source_cfg, tmp_path / "src", progress=False, max_updates=2)
+    # another learning rate, trial length and seed: only the network has to agree
+    config = small_config(
+        value_norm=True,
+        learning_rate=1e-4,
+        seed=9,
+        family_kwargs={"n_arms": 3, "n_pulls": 7, "split_sizes": SPLITS},
+    )
+    warm = train(config, tmp_path / "warm", progress=False, max_updates=0, init_from=tmp_path / "src")
+    torch.testing.assert_close(warm.model.state_dict(), source.model.state_dict(), rtol=0, atol=0)
+    assert warm.updates == 0 and warm.env_steps == 0 and not warm.optimizer.state
+    assert warm.init_from == {
+        "path": str(latest_checkpoint(tmp_path / "src")[0]),  # type: ignore[index]
+        "updates": 2,
+        "env_steps": source.env_steps,
+        "train_seconds": round(source.train_seconds, 1),
+    }
+    # the record survives checkpoints and resumes; on resume the run's own weights are loaded, so
+    # two updates in two calls equal two in one
+    straight = train(config, tmp_path / "a", progress=False, max_updates=2, init_from=tmp_path / "src")
+    train(config, tmp_path / "b", progress=False, max_updates=1, init_from=tmp_path / "src")
+    resumed = train(
+        config, tmp_path / "b", resume=True, progress=False, max_updates=1, init_from=tmp_path / "src"
+    )
+    assert resumed.init_from == warm.init_from and resumed.updates == 2
+    assert load_run(tmp_path / "b").init_from == warm.init_from
+    assert all(torch.equal(a, b) for a, b in zip(_params(straight), _params(resumed), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(_params(resumed), _params(source), strict=True))
+    # a network of another shape or kind is refused, naming what differs
+    with pytest.raises(ValueError, match="hidden_size: 16 there, 8 here"):
+        train(
+            small_config(value_norm=True, hidden_size=8),
+            tmp_path / "h",
+            progress=False,
+            init_from=tmp_path / "src",
+        )
+    arms = small_config(value_norm=True, family_kwargs={"n_arms": 4, "n_pulls": 5, "split_sizes": SPLITS})
+    with pytest.raises(ValueError, match="other shapes"):
+        train(arms, tmp_path / "k", progress=False, init_from=tmp_path / "src")
+    with pytest.raises(FileNotFoundError, match="no readable RL² checkpoint"):
+        train(config, tmp_path / "x", progress=False, init_from=tmp_path / "nothing")
+
+
 # ----------------------------------------------------------------------------- value normalisation
 def test_value_norm_statistics_and_preserved_outputs() -> None:
     from metarl.agents.rl2 import VALUE_NORM_DECAY, RL2ActorCritic
