@@ -7,7 +7,9 @@
         --run 100,5=benchmarks/rl2/runs/bandit_n100_k5_seed0
 
 ``eval`` writes ``benchmarks/rl2/bandit.json`` and ``bandit.md`` (``--name NAME``: ``NAME.json``, ``NAME.md``,
-so that scoring a subset of the settings does not replace the table of all of them).
+so that scoring a subset of the settings does not replace the table of all of them). The table has one
+trial per test task; ``--gap-repeats R`` plays each test task R times for the paired gap between RL²
+and the best classical agent, so its CI is not dominated by the trials' own randomness.
 """
 
 from __future__ import annotations
@@ -39,7 +41,12 @@ def classical_learners() -> dict[str, LearnerSpec]:
 
 
 def evaluate_runs(
-    runs: dict[tuple[int, int], Path], trials: int, seed: int, with_classical: bool, out_name: str = "bandit"
+    runs: dict[tuple[int, int], Path],
+    trials: int,
+    seed: int,
+    with_classical: bool,
+    out_name: str = "bandit",
+    gap_repeats: int = 1,
 ) -> None:
     learners: dict[tuple[int, int], RL2Learner] = {s: RL2Learner.load(d) for s, d in runs.items()}
     # the same network acting greedily (argmax of its action distribution), as a second column
@@ -65,7 +72,17 @@ def evaluate_runs(
             for n in pulls:
                 family = BernoulliBanditFamily(n_arms=k, n_pulls=n, split_sizes=sizes)
                 for name in ("RL2", "RL2 argmax"):
-                    gaps.append(paired_gap(table, specs, {"n": n, "k": k}, family, rl2_name=name, seed=seed))
+                    gaps.append(
+                        paired_gap(
+                            table,
+                            specs,
+                            {"n": n, "k": k},
+                            family,
+                            rl2_name=name,
+                            seed=seed,
+                            repeats=gap_repeats,
+                        )
+                    )
                     print("paired gap", gaps[-1])
         entry = {"k": k, "table": table.to_dict(), "markdown": table.to_markdown(), "paired_gaps": gaps}
         result["tables"].append(entry)
@@ -73,14 +90,16 @@ def evaluate_runs(
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_text(BENCH_DIR / f"{out_name}.json", json.dumps(result, indent=1) + "\n")
     gaps_md = [
-        "| setting | RL² policy | best other | RL² - best other, paired (95% CI) | in % of best other |",
-        "|---|---|---|---|---|",
+        "| setting | RL² policy | best other | trials per test task | RL² - best other, paired (95% CI) "
+        "| in % of best other |",
+        "|---|---|---|---|---|---|",
     ]
     for t in result["tables"]:
         for g in t["paired_gaps"]:
             s = g["setting"]
             gaps_md.append(
                 f"| n = {s['n']}, k = {s['k']} | {g['rl2']} | {g['best_other']} ({g['best_other_mean']:.2f}) | "
+                f"{g.get('repeats', 1)} | "
                 f"{g['gap']:+.2f} [{g['gap_ci'][0]:+.2f}, {g['gap_ci'][1]:+.2f}] | "
                 f"{g['gap_percent']:+.1f}% [{g['gap_percent_ci'][0]:+.1f}, {g['gap_percent_ci'][1]:+.1f}] |"
             )
@@ -102,6 +121,12 @@ def main() -> None:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-classical", action="store_true")
     ev.add_argument(
+        "--gap-repeats",
+        type=int,
+        default=1,
+        help="trials per test task for the paired RL²-vs-best gap (the table keeps one per task)",
+    )
+    ev.add_argument(
         "--name", default="bandit", help="output file stem under benchmarks/rl2/ (default: bandit)"
     )
     args = parser.parse_args()
@@ -122,7 +147,9 @@ def main() -> None:
         if not sep:
             raise SystemExit(f"--run must look like N,K=RUN_DIR, got {item!r}")
         runs[(n, k)] = Path(path)
-    evaluate_runs(runs, args.trials, args.seed, not args.no_classical, args.name)
+    if args.gap_repeats < 1:
+        raise SystemExit(f"--gap-repeats must be a positive int, got {args.gap_repeats}")
+    evaluate_runs(runs, args.trials, args.seed, not args.no_classical, args.name, args.gap_repeats)
 
 
 if __name__ == "__main__":

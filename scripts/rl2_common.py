@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from metarl.agents.rl2 import RL2Config
@@ -166,13 +167,18 @@ def paired_gap(
     *,
     rl2_name: str = "RL2",
     seed: int = 0,
+    repeats: int = 1,
 ) -> dict[str, Any]:
-    """RL² minus the best other learner of ``table`` in ``setting``, paired trial by trial.
+    """RL² minus the best other learner of ``table`` in ``setting``, paired task by task.
 
-    Both run one trial on each test task of ``family`` with the same seeds (common random numbers:
-    sub-env ``i`` is reset with ``seed + i`` in both runs), so the per-trial differences have a
-    much tighter bootstrap CI than the two means' separate CIs.
+    Both run ``repeats`` trials on each test task of ``family`` with the same seeds (common random
+    numbers: in repeat ``r`` sub-env ``i`` is reset with ``seed + r * n_tasks + i`` in both runs),
+    and the bootstrap CI is over the tasks' mean differences. Pairing gives a much tighter CI than
+    the two means' separate CIs; repeats shrink the part of it that comes from the trials' own
+    randomness (which arm pays when), leaving the part that comes from the draw of test tasks.
     """
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     from metarl.agents.classical_bench import run_trials
     from metarl.evaluation import bootstrap_ci
     from metarl.vector import make_vec
@@ -180,12 +186,14 @@ def paired_gap(
     others = [c for c in table.cells if c.setting == dict(setting) and not c.learner.startswith("RL2")]
     best = max(others, key=lambda c: c.mean)
     n = int(setting["n"])
+    tasks = family.split("test")
     totals = {}
     for name in (rl2_name, best.learner):
         spec = specs[name]
         learner = spec(dict(setting)) if callable(spec) and not hasattr(spec, "begin_adaptation") else spec
-        vec = make_vec(family, family.split("test"))
-        totals[name] = run_trials(learner, vec, n, seed=seed).sum(axis=1)
+        vec = make_vec(family, tasks)
+        runs = [run_trials(learner, vec, n, seed=seed + r * len(tasks)).sum(axis=1) for r in range(repeats)]
+        totals[name] = np.mean(runs, axis=0)  # per task, over its repeats
         vec.close()
     diff = totals[rl2_name] - totals[best.learner]
     mean, low, high = bootstrap_ci(diff, seed=seed)
@@ -200,6 +208,7 @@ def paired_gap(
         "gap_ci": [low, high],
         "gap_percent": 100.0 * mean / ref,
         "gap_percent_ci": [100.0 * low / ref, 100.0 * high / ref],
+        "repeats": repeats,
     }
 
 

@@ -207,3 +207,36 @@ def test_bandit_table_scores_prefixes_and_renders_markdown() -> None:
     text = table.to_markdown()
     assert "| n = 3, k = 2 |" in text and "UCB1" in text
     assert type(table).from_dict(table.to_dict()).to_markdown() == text
+
+
+def test_paired_gap_averages_repeated_trials_per_test_task() -> None:
+    """scripts/rl2_common.py's paired gap: with ``repeats`` each test task is played that many times
+    by both learners with the same seeds, and the gap is the mean of the per-task differences."""
+    import importlib.util
+    from pathlib import Path
+
+    from metarl.evaluation import bootstrap_ci
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "rl2_common.py"
+    spec = importlib.util.spec_from_file_location("rl2_common", path)
+    assert spec is not None and spec.loader is not None
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    specs = {"greedy": GreedyBandit(), "UCB1": UCB1(c=0.2), "random": RandomBandit()}
+    table = bandit_table(specs, pulls=(6,), arms=(3,), n_trials=8, seed=1)
+    family = BernoulliBanditFamily(n_arms=3, n_pulls=6, split_sizes=SMALL)
+    best = max((c for c in table.cells if c.learner != "greedy"), key=lambda c: c.mean).learner
+    gap = common.paired_gap(table, specs, {"n": 6, "k": 3}, family, rl2_name="greedy", seed=5, repeats=3)
+    per_task = {}
+    for name in ("greedy", best):
+        vec = metarl.make_vec(family, family.split("test"))
+        runs = [run_trials(specs[name], vec, 6, seed=5 + r * 8).sum(axis=1) for r in range(3)]
+        per_task[name] = np.mean(runs, axis=0)
+    mean, low, high = bootstrap_ci(per_task["greedy"] - per_task[best], seed=5)
+    assert gap["best_other"] == best and gap["repeats"] == 3
+    assert gap["gap"] == pytest.approx(mean) and gap["gap_ci"] == pytest.approx([low, high])
+    assert gap["best_other_mean"] == pytest.approx(per_task[best].mean())
+    one = common.paired_gap(table, specs, {"n": 6, "k": 3}, family, rl2_name="greedy", seed=5)
+    assert one["repeats"] == 1 and one["gap"] != pytest.approx(gap["gap"])
+    with pytest.raises(ValueError, match="repeats must be a positive int, got 0"):
+        common.paired_gap(table, specs, {"n": 6, "k": 3}, family, rl2_name="greedy", repeats=0)
