@@ -133,7 +133,8 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
                 f"init_from {str(source)!r}: no readable RL² checkpoint in {path / 'checkpoints'}"
             )
         path, state = found
-    theirs = json.loads(state["config"])
+    # through RL2Config, so fields newer than the source checkpoint compare as their defaults
+    theirs = json.loads(RL2Config.from_dict(json.loads(state["config"]), source=str(path)).to_json())
     ours = json.loads(agent.config.to_json())
     differ = [f for f in _ARCHITECTURE_FIELDS if theirs.get(f) != ours.get(f)]
     if differ:

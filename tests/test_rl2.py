@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from metarl import collect, evaluate, make_family, make_vec
+from metarl.agents import checkpoint as ckpt
 from metarl.agents.rl2 import RL2, RL2Config, RL2Learner, RL2Policy, collect_trials, ppo_loss, trial_gae
 from metarl.agents.rl2_train import latest_checkpoint, load_run, train
 from metarl.agents.rl2_trials import TrialInputs, TrialVecEnv
@@ -294,6 +296,12 @@ def test_warm_start_takes_the_weights_only_and_is_recorded(tmp_path) -> None:
         train(arms, tmp_path / "k", progress=False, init_from=tmp_path / "src")
     with pytest.raises(FileNotFoundError, match="no readable RL² checkpoint"):
         train(config, tmp_path / "x", progress=False, init_from=tmp_path / "nothing")
+    # a checkpoint written before a config field existed (here separate_value) takes its default
+    path, state = latest_checkpoint(tmp_path / "src")  # type: ignore[misc]
+    old = json.loads(state["config"])
+    del old["separate_value"]
+    ckpt.save_checkpoint(tmp_path / "old" / "checkpoints", 2, {**state, "config": json.dumps(old)})
+    assert train(config, tmp_path / "o", progress=False, max_updates=0, init_from=tmp_path / "old").init_from
 
 
 # ----------------------------------------------------------------------------- value normalisation
