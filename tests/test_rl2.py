@@ -297,7 +297,7 @@ def test_warm_start_takes_the_weights_only_and_is_recorded(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="no readable RL² checkpoint"):
         train(config, tmp_path / "x", progress=False, init_from=tmp_path / "nothing")
     # a checkpoint written before a config field existed (here separate_value) takes its default
-    path, state = latest_checkpoint(tmp_path / "src")  # type: ignore[misc]
+    _, state = latest_checkpoint(tmp_path / "src")  # type: ignore[misc]
     old = json.loads(state["config"])
     del old["separate_value"]
     ckpt.save_checkpoint(tmp_path / "old" / "checkpoints", 2, {**state, "config": json.dumps(old)})
