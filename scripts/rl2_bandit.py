@@ -24,7 +24,15 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rl2_common import BENCH_DIR, add_train_args, paired_gap, run_training, runs_markdown, training_record
+from rl2_common import (
+    BENCH_DIR,
+    add_train_args,
+    check_output_stem,
+    paired_gap,
+    run_training,
+    runs_markdown,
+    training_record,
+)
 
 from metarl.agents.classical_bench import LearnerSpec, bandit_table, load_tuned
 from metarl.agents.rl2 import RL2Learner
@@ -134,8 +142,7 @@ def main() -> None:
         name = f"bandit_n{args.pulls}_k{args.arms}"
         run_training(args, {"family_kwargs": {"n_arms": args.arms, "n_pulls": args.pulls}}, name)
         return
-    if not args.name or not all(c.isalnum() or c in "_-" for c in args.name):
-        raise SystemExit(f"--name must be a file stem of letters, digits, '_' or '-', got {args.name!r}")
+    check_output_stem(args.name)
     torch.set_num_threads(1)
     runs: dict[tuple[int, int], Path] = {}
     for item in args.run:

@@ -22,6 +22,7 @@ from metarl.provenance import provenance_markdown, run_metadata
 __all__ = [
     "BENCH_DIR",
     "add_train_args",
+    "check_output_stem",
     "paired_gap",
     "per_episode_eval",
     "run_training",
@@ -47,6 +48,14 @@ def add_train_args(parser: argparse.ArgumentParser, default_config: str) -> None
         help="warm-start a new run with the weights of this run directory or checkpoint file",
     )
     parser.add_argument("--no-progress", action="store_true")
+
+
+def check_output_stem(name: str) -> str:
+    """``name`` if it is a file stem of letters, digits, '_' or '-' (an ``eval --name``); otherwise exit
+    with an error naming it."""
+    if not name or not all(c.isalnum() or c in "_-" for c in name):
+        raise SystemExit(f"--name must be a file stem of letters, digits, '_' or '-', got {name!r}")
+    return name
 
 
 def run_training(args: argparse.Namespace, overrides: Mapping[str, Any], run_name: str) -> Path:

@@ -5,7 +5,8 @@
     # score finished runs on 1000 held-out test trials beside the tuned classical agents
     .venv/bin/python scripts/rl2_tabular_mdp.py eval --run 10=benchmarks/rl2/runs/tabular_mdp_n10_seed0
 
-``eval`` writes ``benchmarks/rl2/tabular_mdp.json`` and ``tabular_mdp.md``.
+``eval`` writes ``benchmarks/rl2/tabular_mdp.json`` and ``tabular_mdp.md`` (``--name NAME``: ``NAME.json``,
+``NAME.md``, so that scoring another run does not replace the table of all settings).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rl2_common import BENCH_DIR, add_train_args, run_training, runs_markdown, training_record
+from rl2_common import (
+    BENCH_DIR,
+    add_train_args,
+    check_output_stem,
+    run_training,
+    runs_markdown,
+    training_record,
+)
 
 from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table
 from metarl.agents.rl2 import RL2Learner
@@ -46,11 +54,15 @@ def main() -> None:
     ev.add_argument("--trials", type=int, default=1000)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-classical", action="store_true")
+    ev.add_argument(
+        "--name", default="tabular_mdp", help="output file stem under benchmarks/rl2/ (default: tabular_mdp)"
+    )
     args = parser.parse_args()
     if args.command == "train":
         name = f"tabular_mdp_n{args.episodes}"
         run_training(args, {"family_kwargs": {"n_episodes": args.episodes}}, name)
         return
+    stem = check_output_stem(args.name)
     torch.set_num_threads(1)
     runs: dict[int, Path] = {}
     for item in args.run:
@@ -73,9 +85,9 @@ def main() -> None:
         "markdown": table.to_markdown(),
         "eval_seconds": round(time.perf_counter() - start, 1),
     }
-    atomic_write_text(BENCH_DIR / "tabular_mdp.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(BENCH_DIR / f"{stem}.json", json.dumps(result, indent=1) + "\n")
     atomic_write_text(
-        BENCH_DIR / "tabular_mdp.md",
+        BENCH_DIR / f"{stem}.md",
         table.to_markdown()
         + "\n\n"
         + runs_markdown(records)
