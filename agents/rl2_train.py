@@ -97,6 +97,17 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, 
     return ckpt.load_latest_checkpoint(_checkpoint_dir(Path(run_dir)), expected_format=CHECKPOINT_FORMAT)
 
 
+def _checkpoint_of(source: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """``source`` itself if it is a checkpoint file, else the newest valid checkpoint of the run
+    directory ``source``; with its contents."""
+    if Path(source).is_file():
+        return Path(source), _read_checkpoint(Path(source))
+    found = latest_checkpoint(source)
+    if found is None:
+        raise FileNotFoundError(f"no readable RL² checkpoint in {Path(source) / 'checkpoints'}")
+    return found
+
+
 def restore(agent: RL2, state: Mapping[str, Any]) -> None:
     """Load a checkpoint's contents into ``agent`` (built from the same config)."""
     agent.model.load_state_dict(state["model"])
@@ -123,16 +134,7 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
     own ``env_steps`` count its own training. The source is recorded in :attr:`RL2.init_from`.
     Raises ``ValueError`` naming the fields when the two configs disagree on the network's shape.
     """
-    path = Path(source)
-    if path.is_file():
-        state = _read_checkpoint(path)
-    else:
-        found = latest_checkpoint(path)
-        if found is None:
-            raise FileNotFoundError(
-                f"init_from {str(source)!r}: no readable RL² checkpoint in {path / 'checkpoints'}"
-            )
-        path, state = found
+    path, state = _checkpoint_of(source)
     # through RL2Config, so fields newer than the source checkpoint compare as their defaults
     theirs = json.loads(RL2Config.from_dict(json.loads(state["config"]), source=str(path)).to_json())
     ours = json.loads(agent.config.to_json())
@@ -157,13 +159,7 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
 def load_run(run_dir: str | os.PathLike[str]) -> RL2:
     """Rebuild the agent of ``run_dir`` from its newest valid checkpoint (or from one checkpoint
     file, when ``run_dir`` is a file)."""
-    if Path(run_dir).is_file():
-        path, state = Path(run_dir), _read_checkpoint(Path(run_dir))
-    else:
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            raise FileNotFoundError(f"no readable RL² checkpoint in {Path(run_dir) / 'checkpoints'}")
-        path, state = found
+    path, state = _checkpoint_of(run_dir)
     config = RL2Config.from_dict(json.loads(state["config"]), source=str(path))
     agent = RL2(config)
     restore(agent, state)
