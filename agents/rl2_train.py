@@ -39,6 +39,7 @@ __all__ = [
     "save_checkpoint",
     "train",
     "warm_start",
+    "warm_start_source",
 ]
 
 CHECKPOINT_FORMAT = "metarl.RL2Checkpoint/1"
@@ -117,7 +118,13 @@ def restore(agent: RL2, state: Mapping[str, Any]) -> None:
     agent.updates = int(state["updates"])
     agent.env_steps = int(state["env_steps"])
     agent.train_seconds = float(state["train_seconds"])
-    agent.init_from = json.loads(state.get("init_from", "null"))  # absent before warm starts existed
+    agent.init_from = warm_start_source(state)
+
+
+def warm_start_source(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A checkpoint's record of the run it was warm-started from (path, updates, env steps, training
+    seconds), or ``None``; checkpoints from before warm starts existed have none."""
+    return json.loads(state.get("init_from", "null"))  # type: ignore[no-any-return]
 
 
 # config fields that fix the network's shape and meaning: a warm start needs them equal. The family's

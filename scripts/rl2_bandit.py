@@ -79,6 +79,7 @@ def evaluate_runs(
             sizes = {"train": 0, "validation": 0, "test": trials}
             for n in pulls:
                 family = BernoulliBanditFamily(n_arms=k, n_pulls=n, split_sizes=sizes)
+                totals: dict[tuple[Any, ...], Any] = {}  # the best classical agent runs once for both
                 for name in ("RL2", "RL2 argmax"):
                     gaps.append(
                         paired_gap(
@@ -89,6 +90,7 @@ def evaluate_runs(
                             rl2_name=name,
                             seed=seed,
                             repeats=gap_repeats,
+                            cache=totals,
                         )
                     )
                     print("paired gap", gaps[-1])

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from metarl.agents.rl2 import RL2Config
-from metarl.agents.rl2_train import latest_checkpoint, load_config, train
+from metarl.agents.rl2_train import latest_checkpoint, load_config, train, warm_start_source
 from metarl.provenance import provenance_markdown, run_metadata
 
 __all__ = [
@@ -102,7 +102,7 @@ def training_record(run_dir: Path) -> dict[str, Any]:
         "env_steps": int(state["env_steps"]),
         "train_seconds": round(float(state["train_seconds"]), 1),
         # the run whose weights this one started from (its steps come on top), or None
-        "init_from": json.loads(state.get("init_from", "null")),
+        "init_from": warm_start_source(state),
         "config": json.loads(state["config"]),
     }
 
@@ -177,6 +177,7 @@ def paired_gap(
     rl2_name: str = "RL2",
     seed: int = 0,
     repeats: int = 1,
+    cache: dict[tuple[Any, ...], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """RL² minus the best other learner of ``table`` in ``setting``, paired task by task.
 
@@ -185,6 +186,8 @@ def paired_gap(
     and the bootstrap CI is over the tasks' mean differences. Pairing gives a much tighter CI than
     the two means' separate CIs; repeats shrink the part of it that comes from the trials' own
     randomness (which arm pays when), leaving the part that comes from the draw of test tasks.
+    ``cache`` (a dict kept by the caller) holds each learner's per-task totals, so scoring two RL²
+    policies against the same best learner runs that learner once.
     """
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
@@ -196,14 +199,22 @@ def paired_gap(
     best = max(others, key=lambda c: c.mean)
     n = int(setting["n"])
     tasks = family.split("test")
+    cache = {} if cache is None else cache
     totals = {}
     for name in (rl2_name, best.learner):
-        spec = specs[name]
-        learner = spec(dict(setting)) if callable(spec) and not hasattr(spec, "begin_adaptation") else spec
-        vec = make_vec(family, tasks)
-        runs = [run_trials(learner, vec, n, seed=seed + r * len(tasks)).sum(axis=1) for r in range(repeats)]
-        totals[name] = np.mean(runs, axis=0)  # per task, over its repeats
-        vec.close()
+        key = (name, family.id, tuple(sorted(setting.items())), seed, repeats)
+        if key not in cache:
+            spec = specs[name]
+            learner = (
+                spec(dict(setting)) if callable(spec) and not hasattr(spec, "begin_adaptation") else spec
+            )
+            vec = make_vec(family, tasks)
+            runs = [
+                run_trials(learner, vec, n, seed=seed + r * len(tasks)).sum(axis=1) for r in range(repeats)
+            ]
+            cache[key] = np.mean(runs, axis=0)  # per task, over its repeats
+            vec.close()
+        totals[name] = cache[key]
     diff = totals[rl2_name] - totals[best.learner]
     mean, low, high = bootstrap_ci(diff, seed=seed)
     ref = float(totals[best.learner].mean())
