@@ -87,8 +87,12 @@ class RL2Config:
     task_source: Literal["sample", "train"] = "sample"
     #: GRU hidden units (Duan et al. used 256 for bandits and MDPs).
     hidden_size: int = 256
-    #: Adam learning rate.
+    #: Adam learning rate (at the start of training, when ``learning_rate_final`` is set).
     learning_rate: float = 3e-4
+    #: Learning rate reached (linearly in environment steps) at ``total_env_steps``; ``None`` keeps
+    #: ``learning_rate`` throughout. Annealing it, as the PPO papers' Atari and MuJoCo runs did,
+    #: lets a long run settle instead of moving at full step size to the end.
+    learning_rate_final: float | None = None
     #: Discount over the whole trial.
     gamma: float = 0.99
     #: GAE lambda (Duan et al. used 0.3 on bandits and MDPs).
@@ -172,6 +176,11 @@ class RL2Config:
                      "reward_scale", "init_log_std"):  # fmt: skip
             check_real(own, name, getattr(self, name))
         check_real(own, "ent_coef_final", self.ent_coef_final, optional=True)
+        check_real(own, "learning_rate_final", self.learning_rate_final, optional=True)
+        if self.learning_rate_final is not None and not self.learning_rate_final >= 0:
+            raise ValueError(
+                f"RL2Config.learning_rate_final must be >= 0 or None, got {self.learning_rate_final!r}"
+            )
         check_real(own, "target_kl", self.target_kl, optional=True)
         if self.target_kl is not None and not self.target_kl > 0:
             raise ValueError(f"RL2Config.target_kl must be positive or None, got {self.target_kl!r}")
@@ -594,12 +603,19 @@ class RL2:
         per = self.config.trials_per_update * self.max_trial_steps
         return max(1, -(-self.config.total_env_steps // per))
 
+    def _scheduled(self, start: float, final: float | None) -> float:
+        """``start`` moved linearly towards ``final`` by the fraction of ``total_env_steps`` done
+        (``start`` when ``final`` is ``None``)."""
+        if final is None:
+            return start
+        frac = min(1.0, self.env_steps / self.config.total_env_steps)
+        return start + frac * (final - start)
+
     def _ent_coef(self) -> float:
-        c = self.config
-        if c.ent_coef_final is None:
-            return c.ent_coef
-        frac = min(1.0, self.env_steps / c.total_env_steps)
-        return c.ent_coef + frac * (c.ent_coef_final - c.ent_coef)
+        return self._scheduled(self.config.ent_coef, self.config.ent_coef_final)
+
+    def _learning_rate(self) -> float:
+        return self._scheduled(self.config.learning_rate, self.config.learning_rate_final)
 
     def train_step(self) -> dict[str, float]:
         """Collect one batch of trials and run the PPO epochs on it; return statistics."""
@@ -622,6 +638,9 @@ class RL2:
         std = _masked_mean((adv - mean) ** 2, m).sqrt()
         adv_n = (adv - mean) / (std + 1e-8)
         ent_coef = self._ent_coef()
+        lr = self._learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         B = c.trials_per_update
         stats: dict[str, float] = {}
         n_mb = 0
@@ -664,6 +683,7 @@ class RL2:
             first_episode_return=float(ep_returns[0]),
             last_episode_return=float(ep_returns[-1]),
             ent_coef=ent_coef,
+            learning_rate=lr,
         )
         return stats
 

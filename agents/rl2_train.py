@@ -59,6 +59,7 @@ _CSV_FIELDS = (
     "grad_norm",
     "ent_coef",
     "load_avg_1min",
+    "learning_rate",
 )
 
 
@@ -267,8 +268,8 @@ def train(
             }
             writer.writerow(row)
             csv_file.flush()
-            for key in _CSV_FIELDS[4:-1]:
-                if key in stats:
+            for key in _CSV_FIELDS[4:]:
+                if key in stats:  # the statistics of the update (not the machine's load)
                     tb.add_scalar(f"rl2/{key}", stats[key], agent.env_steps)
             tb.add_scalar("rl2/steps_per_second", row["steps_per_second"], agent.env_steps)
             bar.update(1)

@@ -238,19 +238,22 @@ def test_resume_continues_bit_identically_and_skips_corrupt(tmp_path) -> None:
         assert load_run(tmp_path / "b").updates == 2
 
 
-def test_resume_over_a_log_from_before_a_column_was_added(tmp_path) -> None:
-    # runs logged by an older metarl lack the last column of progress.csv (load_avg_1min); a resume
-    # must keep their rows and write a log whose every row matches its header
+@pytest.mark.parametrize("missing", [1, 2])
+def test_resume_over_a_log_from_before_a_column_was_added(tmp_path, missing: int) -> None:
+    # runs logged by an older metarl lack the last columns of progress.csv (learning_rate, and
+    # before that load_avg_1min); a resume must keep their rows and write a log whose every row
+    # matches its header
     config = small_config()
     train(config, tmp_path / "run", progress=False, max_updates=2)
     path = tmp_path / "run" / "progress.csv"
     rows = list(csv.reader(path.open()))
-    assert rows[0][-1] == "load_avg_1min"
-    path.write_text("".join(",".join(r[:-1]) + "\n" for r in rows))
+    assert rows[0][-2:] == ["load_avg_1min", "learning_rate"]
+    path.write_text("".join(",".join(r[:-missing]) + "\n" for r in rows))
     train(config, tmp_path / "run", resume=True, progress=False, max_updates=1)
     rows = list(csv.reader(path.open()))
-    assert rows[0][-1] == "load_avg_1min" and all(len(r) == len(rows[0]) for r in rows)
+    assert rows[0][-1] == "learning_rate" and all(len(r) == len(rows[0]) for r in rows)
     assert [r[0] for r in rows[1:]] == ["1", "2", "3"] and rows[1][-1] == "" and rows[3][-1] != ""
+    assert not list((tmp_path / "run").glob("*.old*"))
 
 
 def test_warm_start_takes_the_weights_only_and_is_recorded(tmp_path) -> None:
@@ -406,6 +409,28 @@ def test_target_kl_stops_the_epochs_at_the_first_minibatch_over_the_bound() -> N
         small_config(target_kl=0.0)
     with pytest.raises(ValueError, match=r"target_kl.*'0.01'"):
         small_config(target_kl="0.01")
+
+
+def test_learning_rate_and_entropy_anneal_linearly_in_env_steps() -> None:
+    # total_env_steps=1000, 8 trials x 5 pulls = 40 steps per update: the rate applied at an update
+    # is the schedule at the steps done before it
+    agent = RL2(small_config(learning_rate=0.01, learning_rate_final=0.002, ent_coef=0.1, ent_coef_final=0.0))
+    seen = []
+    step = agent.optimizer.step
+    agent.optimizer.step = lambda *a, **k: (seen.append(agent.optimizer.param_groups[0]["lr"]), step(*a, **k))[1]
+    for k in range(3):
+        stats = agent.train_step()
+        frac = 40 * k / 1000
+        assert stats["learning_rate"] == pytest.approx(0.01 + frac * (0.002 - 0.01))
+        assert stats["ent_coef"] == pytest.approx(0.1 * (1 - frac))
+    assert seen == pytest.approx([0.01] * 4 + [0.01 - 0.04 * 0.008] * 4 + [0.01 - 0.08 * 0.008] * 4)
+    agent.env_steps = 5000  # past the end: the final values hold
+    assert agent._learning_rate() == pytest.approx(0.002) and agent._ent_coef() == 0.0
+    constant = RL2(small_config(learning_rate=0.01))
+    constant.env_steps = 500
+    assert constant._learning_rate() == 0.01
+    with pytest.raises(ValueError, match=r"learning_rate_final must be >= 0 or None, got -0.1"):
+        small_config(learning_rate_final=-0.1)
 
 
 def test_config_errors_name_the_value() -> None:
