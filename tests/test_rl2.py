@@ -417,7 +417,10 @@ def test_learning_rate_and_entropy_anneal_linearly_in_env_steps() -> None:
     agent = RL2(small_config(learning_rate=0.01, learning_rate_final=0.002, ent_coef=0.1, ent_coef_final=0.0))
     seen = []
     step = agent.optimizer.step
-    agent.optimizer.step = lambda *a, **k: (seen.append(agent.optimizer.param_groups[0]["lr"]), step(*a, **k))[1]
+    agent.optimizer.step = lambda *a, **k: (
+        seen.append(agent.optimizer.param_groups[0]["lr"]),
+        step(*a, **k),
+    )[1]
     for k in range(3):
         stats = agent.train_step()
         frac = 40 * k / 1000
