@@ -146,7 +146,8 @@ class TaskSampler:
         self.source = source
         if source == "train" and not family.train:
             raise ValueError(f"{family.id} has an empty train split; use task source 'sample'")
-        self._held_out = {t.task_id for t in (*family.validation, *family.test)}
+        # tasks compare and hash by their parameters; their ids are not needed (nor computed) here
+        self._held_out = set((*family.validation, *family.test))
 
     def __call__(self, n: int, rng: np.random.Generator) -> list[Task]:
         if self.source == "train":
@@ -157,7 +158,7 @@ class TaskSampler:
             if len(tasks) == n:
                 return tasks
             task = self.family.sample(1, rng)[0]
-            if task.task_id not in self._held_out:
+            if task not in self._held_out:
                 tasks.append(task)
         raise ValueError(f"{self.family.id}: cannot sample tasks outside the held-out splits")
 

@@ -12,7 +12,8 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol, TypeAlias
 
 import numpy as np
@@ -84,13 +85,13 @@ class Task:
         params: the task's parameters as ``(name, value)`` pairs sorted by name; values are
             Python numbers or nested tuples of them, so a task is hashable.
         task_id: a stable id derived from family, version and parameters (the same on every
-            machine); filled in automatically.
+            machine); computed when first read (a large task's id costs about a millisecond, which
+            RL² would otherwise pay for every task it samples), then kept.
     """
 
     family: str
     version: int
     params: tuple[tuple[str, ParamValue], ...]
-    task_id: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         items: Iterable[tuple[Any, Any]] = (
@@ -98,13 +99,12 @@ class Task:
         )
         frozen = tuple(sorted((str(k), _freeze(v)) for k, v in items))
         object.__setattr__(self, "params", frozen)
-        expected = self._make_id()
-        if self.task_id and self.task_id != expected:
-            raise ValueError(
-                f"task_id {self.task_id!r} does not match the task's parameters "
-                f"(expected {expected!r}); was the task edited by hand?"
-            )
-        object.__setattr__(self, "task_id", expected)
+
+    @cached_property
+    def task_id(self) -> str:
+        """``"<family>-v<version>/<12 hex digits>"``: the start of the SHA-256 of the canonical JSON
+        of ``[family, version, params]``."""
+        return self._make_id()
 
     @classmethod
     def create(cls, family: str, version: int, params: Mapping[str, Any]) -> Task:
@@ -151,12 +151,18 @@ class Task:
         missing = {"family", "version", "params"} - set(data)
         if missing:
             raise ValueError(f"a task record needs the keys {sorted(missing)}; got {sorted(data)}")
-        return cls(
+        task = cls(
             family=str(data["family"]),
             version=int(data["version"]),
             params=tuple(dict(data["params"]).items()),
-            task_id=str(data.get("task_id", "")),
         )
+        recorded = str(data.get("task_id", ""))
+        if recorded and recorded != task.task_id:
+            raise ValueError(
+                f"task_id {recorded!r} does not match the task's parameters "
+                f"(expected {task.task_id!r}); was the task edited by hand?"
+            )
+        return task
 
     @classmethod
     def from_json(cls, text: str) -> Task:

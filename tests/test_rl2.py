@@ -436,6 +436,21 @@ def test_learning_rate_and_entropy_anneal_linearly_in_env_steps() -> None:
         small_config(learning_rate_final=-0.1)
 
 
+def test_task_sampler_redraws_held_out_tasks() -> None:
+    from metarl.agents.rl2_trials import TaskSampler
+
+    family = make_family("BernoulliBandit-v0", n_arms=3, n_pulls=5, split_sizes=SPLITS)
+    fresh = family.sample(2, np.random.default_rng(0))
+    # equal-parameter copies, as a draw that lands on a held-out task would give
+    copies = [type(t).from_dict(t.to_dict()) for t in (family.test[0], family.validation[3])]
+    draws = iter([copies[0], fresh[0], copies[1], fresh[1]])
+    family.sample = lambda n, rng: [next(draws)]  # type: ignore[method-assign]
+    assert TaskSampler(family)(2, np.random.default_rng(1)) == fresh
+    family.sample = lambda n, rng: [copies[0]]  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="cannot sample tasks outside the held-out splits"):
+        TaskSampler(family)(1, np.random.default_rng(1))
+
+
 def test_config_errors_name_the_value() -> None:
     with pytest.raises(ValueError, match=r"trials_per_update.*-1"):
         small_config(trials_per_update=-1)

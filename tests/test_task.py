@@ -67,6 +67,18 @@ def test_navigation_splits_are_golden() -> None:
     assert fam.test[0].task_id == "Navigation2D-v0/414cfa87650b"
 
 
+def test_task_id_is_computed_on_first_read_and_kept() -> None:
+    import pickle
+
+    task = Task.create("Toy", 0, {"m": np.arange(8.0).reshape(2, 2, 2)})
+    assert "task_id" not in vars(task)  # creating a task does not hash it
+    assert task.task_id == "Toy-v0/947c0b3dd4c7" and vars(task)["task_id"] == task.task_id
+    back = pickle.loads(pickle.dumps(task))
+    assert back == task and hash(back) == hash(task) and back.task_id == task.task_id
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.task_id = "Toy-v0/000000000000"  # type: ignore[misc]
+
+
 def test_tampered_task_id_is_detected() -> None:
     task = Task.create("Toy", 0, {"x": 1.0})
     data = task.to_dict()
