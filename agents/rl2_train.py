@@ -39,6 +39,7 @@ __all__ = [
     "save_checkpoint",
     "train",
     "warm_start",
+    "warm_start_lineage",
     "warm_start_source",
 ]
 
@@ -124,8 +125,31 @@ def restore(agent: RL2, state: Mapping[str, Any]) -> None:
 
 def warm_start_source(state: Mapping[str, Any]) -> dict[str, Any] | None:
     """A checkpoint's record of the run it was warm-started from (path, updates, env steps, training
-    seconds), or ``None``; checkpoints from before warm starts existed have none."""
+    seconds, and ``"earlier"``: that run's own sources, see :func:`warm_start_lineage`), or ``None``;
+    checkpoints from before warm starts existed have none."""
     return json.loads(state.get("init_from", "null"))  # type: ignore[no-any-return]
+
+
+def warm_start_lineage(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every run a checkpoint's weights were trained in before its own, nearest first: one record
+    (path, updates, env steps, training seconds) per warm start of the chain; empty for a run
+    started from scratch.
+
+    Records written since warm starts are chained carry their source's lineage (``"earlier"``). An
+    older record is followed through its source checkpoint file; if that file cannot be read, the
+    last record gets ``"earlier_unknown": True``.
+    """
+    record = warm_start_source(state)
+    if record is None:
+        return []
+    own = {k: v for k, v in record.items() if k != "earlier"}
+    if "earlier" in record:
+        return [own, *record["earlier"]]
+    try:
+        _, source_state = _checkpoint_of(record["path"])
+    except (OSError, ValueError):  # moved or deleted since: say so rather than guess
+        return [{**own, "earlier_unknown": True}]
+    return [own, *warm_start_lineage(source_state)]
 
 
 # config fields that fix the network's shape and meaning: a warm start needs them equal. The family's
@@ -161,6 +185,8 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
         "updates": int(state["updates"]),
         "env_steps": int(state["env_steps"]),
         "train_seconds": round(float(state["train_seconds"]), 1),
+        # the source's own warm starts, so that the record stays whole if those files go
+        "earlier": warm_start_lineage(state),
     }
 
 

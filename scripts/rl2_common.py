@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from metarl.agents.rl2 import RL2Config
-from metarl.agents.rl2_train import latest_checkpoint, load_config, train, warm_start_source
+from metarl.agents.rl2_train import latest_checkpoint, load_config, train, warm_start_lineage
 from metarl.provenance import provenance_markdown, run_metadata
 
 __all__ = [
@@ -101,8 +101,8 @@ def training_record(run_dir: Path) -> dict[str, Any]:
         "updates": int(state["updates"]),
         "env_steps": int(state["env_steps"]),
         "train_seconds": round(float(state["train_seconds"]), 1),
-        # the run whose weights this one started from (its steps come on top), or None
-        "init_from": warm_start_source(state),
+        # the runs whose weights this one started from, nearest first (their steps come on top)
+        "warm_starts": warm_start_lineage(state),
         "config": json.loads(state["config"]),
     }
 
@@ -116,12 +116,14 @@ def runs_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
     ]
     for key, r in records.items():
         steps, updates, seconds, run = r["env_steps"], r["updates"], r["train_seconds"], f"`{r['run_dir']}`"
-        warm = r.get("init_from")
-        if warm:  # a warm-started run: its own training plus its source's
+        chain = r.get("warm_starts") or []
+        for i, warm in enumerate(chain):  # a warm-started run: its own training plus its sources'
             steps = f"{steps} + {warm['env_steps']}"
             updates = f"{updates} + {warm['updates']}"
             seconds = f"{seconds} + {warm['train_seconds']}"
-            run += f", warm-started from `{warm['path']}`"
+            run += f", {'warm-started' if i == 0 else 'which was warm-started'} from `{warm['path']}`"
+            if warm.get("earlier_unknown"):
+                run += " (whose own source, if any, could not be read)"
         lines.append(f"| {key} | {steps} | {updates} | {seconds} | {run} |")
     return "\n".join(lines)
 

@@ -274,6 +274,7 @@ def test_warm_start_takes_the_weights_only_and_is_recorded(tmp_path) -> None:
         "updates": 2,
         "env_steps": source.env_steps,
         "train_seconds": round(source.train_seconds, 1),
+        "earlier": [],
     }
     # the record survives checkpoints and resumes; on resume the run's own weights are loaded, so
     # two updates in two calls equal two in one
@@ -305,6 +306,44 @@ def test_warm_start_takes_the_weights_only_and_is_recorded(tmp_path) -> None:
     del old["separate_value"]
     ckpt.save_checkpoint(tmp_path / "old" / "checkpoints", 2, {**state, "config": json.dumps(old)})
     assert train(config, tmp_path / "o", progress=False, max_updates=0, init_from=tmp_path / "old").init_from
+
+
+def test_warm_start_lineage_follows_a_chain_of_warm_starts(tmp_path) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    from metarl.agents.rl2_train import warm_start_lineage
+
+    config = small_config()
+    a = train(config, tmp_path / "a", progress=False, max_updates=1)
+    b = train(config, tmp_path / "b", progress=False, max_updates=2, init_from=tmp_path / "a")
+    train(config, tmp_path / "c", progress=False, max_updates=3, init_from=tmp_path / "b")
+    rec = lambda run, agent: {  # noqa: E731
+        "path": str(latest_checkpoint(tmp_path / run)[0]),  # type: ignore[index]
+        "updates": agent.updates,
+        "env_steps": agent.env_steps,
+        "train_seconds": round(agent.train_seconds, 1),
+    }
+    _, state = latest_checkpoint(tmp_path / "c")  # type: ignore[misc]
+    assert warm_start_lineage(state) == [rec("b", b), rec("a", a)]
+    assert warm_start_lineage(latest_checkpoint(tmp_path / "a")[1]) == []  # type: ignore[index]
+    # a record written before lineages were kept is followed through the source checkpoint's file,
+    # and a source that is gone is reported as unknown, not as "no source"
+    old = {**state, "init_from": json.dumps(rec("b", b))}
+    assert warm_start_lineage(old) == [rec("b", b), rec("a", a)]
+    gone = {**state, "init_from": json.dumps({**rec("b", b), "path": str(tmp_path / "gone.pt")})}
+    assert warm_start_lineage(gone) == [
+        {**rec("b", b), "path": str(tmp_path / "gone.pt"), "earlier_unknown": True}
+    ]
+    # the runs table of the RL² scripts shows every stage
+    spec = importlib.util.spec_from_file_location(
+        "rl2_common", Path(__file__).resolve().parents[1] / "scripts" / "rl2_common.py"
+    )
+    assert spec is not None and spec.loader is not None
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    row = common.runs_markdown({"n=5": common.training_record(tmp_path / "c")}).splitlines()[-1]
+    assert "| 120 + 80 + 40 | 3 + 2 + 1 |" in row and row.count("warm-started from") == 2
 
 
 # ----------------------------------------------------------------------------- value normalisation
