@@ -28,6 +28,7 @@ from rl2_common import (
     BENCH_DIR,
     add_train_args,
     check_output_stem,
+    gaps_markdown,
     paired_gap,
     run_training,
     runs_markdown,
@@ -99,22 +100,9 @@ def evaluate_runs(
         print(table.to_markdown())
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_text(BENCH_DIR / f"{out_name}.json", json.dumps(result, indent=1) + "\n")
-    gaps_md = [
-        "| setting | RL² policy | best other | trials per test task | RL² - best other, paired (95% CI) "
-        "| in % of best other |",
-        "|---|---|---|---|---|---|",
-    ]
-    for t in result["tables"]:
-        for g in t["paired_gaps"]:
-            s = g["setting"]
-            gaps_md.append(
-                f"| n = {s['n']}, k = {s['k']} | {g['rl2']} | {g['best_other']} ({g['best_other_mean']:.2f}) | "
-                f"{g.get('repeats', 1)} | "
-                f"{g['gap']:+.2f} [{g['gap_ci'][0]:+.2f}, {g['gap_ci'][1]:+.2f}] | "
-                f"{g['gap_percent']:+.1f}% [{g['gap_percent_ci'][0]:+.1f}, {g['gap_percent_ci'][1]:+.1f}] |"
-            )
+    gaps_md = gaps_markdown([g for t in result["tables"] for g in t["paired_gaps"]])
     tables_md = "\n\n".join(t["markdown"] for t in result["tables"])
-    parts = [tables_md, "\n".join(gaps_md), runs_markdown(records), provenance_markdown(result["provenance"])]
+    parts = [tables_md, gaps_md, runs_markdown(records), provenance_markdown(result["provenance"])]
     atomic_write_text(BENCH_DIR / f"{out_name}.md", "\n\n".join(parts) + "\n")
 
 

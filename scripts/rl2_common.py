@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "BENCH_DIR",
     "add_train_args",
     "check_output_stem",
+    "gaps_markdown",
     "paired_gap",
     "per_episode_eval",
     "run_training",
@@ -180,8 +181,10 @@ def paired_gap(
     seed: int = 0,
     repeats: int = 1,
     cache: dict[tuple[Any, ...], np.ndarray] | None = None,
+    against: str | None = None,
 ) -> dict[str, Any]:
-    """RL² minus the best other learner of ``table`` in ``setting``, paired task by task.
+    """RL² minus the best other learner of ``table`` in ``setting`` (or minus the learner named
+    ``against``, e.g. the one a target names), paired task by task.
 
     Both run ``repeats`` trials on each test task of ``family`` with the same seeds (common random
     numbers: in repeat ``r`` sub-env ``i`` is reset with ``seed + r * n_tasks + i`` in both runs),
@@ -199,11 +202,19 @@ def paired_gap(
 
     others = [c for c in table.cells if c.setting == dict(setting) and not c.learner.startswith("RL2")]
     best = max(others, key=lambda c: c.mean)
+    if against is not None:
+        named = [c for c in others if c.learner == against]
+        if not named:
+            have = sorted(c.learner for c in others)
+            raise ValueError(f"no learner {against!r} in the table at {dict(setting)}; it has {have}")
+        other = named[0]
+    else:
+        other = best
     n = int(setting["n"])
     tasks = family.split("test")
     cache = {} if cache is None else cache
     totals = {}
-    for name in (rl2_name, best.learner):
+    for name in (rl2_name, other.learner):
         key = (name, family.id, tuple(sorted(setting.items())), seed, repeats)
         if key not in cache:
             spec = specs[name]
@@ -217,14 +228,15 @@ def paired_gap(
             cache[key] = np.mean(runs, axis=0)  # per task, over its repeats
             vec.close()
         totals[name] = cache[key]
-    diff = totals[rl2_name] - totals[best.learner]
+    diff = totals[rl2_name] - totals[other.learner]
     mean, low, high = bootstrap_ci(diff, seed=seed)
-    ref = float(totals[best.learner].mean())
+    ref = float(totals[other.learner].mean())
     return {
         "setting": dict(setting),
         "rl2": rl2_name,
-        "best_other": best.learner,
-        "best_other_mean": ref,
+        "other": other.learner,
+        "other_is_best": other.learner == best.learner,
+        "other_mean": ref,
         "rl2_mean": float(totals[rl2_name].mean()),
         "gap": mean,
         "gap_ci": [low, high],
@@ -232,6 +244,23 @@ def paired_gap(
         "gap_percent_ci": [100.0 * low / ref, 100.0 * high / ref],
         "repeats": repeats,
     }
+
+
+def gaps_markdown(gaps: Sequence[Mapping[str, Any]]) -> str:
+    """The Markdown table of :func:`paired_gap` results, one row per gap."""
+    lines = [
+        "| setting | RL² policy | against | trials per test task | RL² - other, paired (95% CI) | in % of other |",
+        "|---|---|---|---|---|---|",
+    ]
+    for g in gaps:
+        setting = ", ".join(f"{k} = {v}" for k, v in g["setting"].items())
+        other = f"{g['other']}{' (best other)' if g['other_is_best'] else ''}: {g['other_mean']:.2f}"
+        lines.append(
+            f"| {setting} | {g['rl2']} | {other} | {g['repeats']} | "
+            f"{g['gap']:+.2f} [{g['gap_ci'][0]:+.2f}, {g['gap_ci'][1]:+.2f}] | "
+            f"{g['gap_percent']:+.1f}% [{g['gap_percent_ci'][0]:+.1f}, {g['gap_percent_ci'][1]:+.1f}] |"
+        )
+    return "\n".join(lines)
 
 
 def _per_episode_markdown(results: list[Any]) -> str:

@@ -6,7 +6,10 @@
     .venv/bin/python scripts/rl2_tabular_mdp.py eval --run 10=benchmarks/rl2/runs/tabular_mdp_n10_seed0
 
 ``eval`` writes ``benchmarks/rl2/tabular_mdp.json`` and ``tabular_mdp.md`` (``--name NAME``: ``NAME.json``,
-``NAME.md``, so that scoring another run does not replace the table of all settings).
+``NAME.md``, so that scoring another run does not replace the table of all settings). Beside the
+table it scores the same network acting greedily ("RL2 argmax") and the paired gaps of both RL²
+columns against PSRL (the issue's target) and against the best classical agent: the learners play
+the same test tasks with the same seeds, ``--gap-repeats R`` times each, and the CI is over tasks.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from rl2_common import (
     BENCH_DIR,
     add_train_args,
     check_output_stem,
+    gaps_markdown,
+    paired_gap,
     run_training,
     runs_markdown,
     training_record,
@@ -32,6 +37,7 @@ from rl2_common import (
 
 from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table
 from metarl.agents.rl2 import RL2Learner
+from metarl.envs.tabular_mdp import TabularMDPFamily
 from metarl.fileio import atomic_write_text
 from metarl.provenance import provenance_markdown, run_metadata
 
@@ -55,6 +61,13 @@ def main() -> None:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-classical", action="store_true")
     ev.add_argument(
+        "--gap-repeats",
+        type=int,
+        default=1,
+        help="trials per test task for the paired gaps (the table keeps one)",
+    )
+    ev.add_argument("--against", default="PSRL", help="the classical agent of the target (default: PSRL)")
+    ev.add_argument(
         "--name", default="tabular_mdp", help="output file stem under benchmarks/rl2/ (default: tabular_mdp)"
     )
     args = parser.parse_args()
@@ -70,12 +83,44 @@ def main() -> None:
         if not sep or not setting.isdigit():
             raise SystemExit(f"--run must look like N=RUN_DIR, got {item!r}")
         runs[int(setting)] = Path(path)
+    if args.gap_repeats < 1:
+        raise SystemExit(f"--gap-repeats must be a positive int, got {args.gap_repeats}")
     learners = {n: RL2Learner.load(d) for n, d in runs.items()}
+    # the same network acting greedily (argmax of its action distribution), as a second column
+    greedy = {n: RL2Learner(x.model, x.config, deterministic=True) for n, x in learners.items()}
     specs: dict[str, LearnerSpec] = {} if args.no_classical else dict(classical_learners())
+    if not args.no_classical and args.against not in specs:
+        raise SystemExit(
+            f"--against must name a classical agent, one of {sorted(specs)}; got {args.against!r}"
+        )
     specs["RL2"] = lambda s: learners[s["n"]]
+    specs["RL2 argmax"] = lambda s: greedy[s["n"]]
     start = time.perf_counter()
     table = mdp_table(specs, episodes=sorted(runs), n_trials=args.trials, seed=args.seed, log=print)
     records = {f"n={n}": training_record(d) for n, d in runs.items()}
+    gaps = []
+    if not args.no_classical:
+        sizes = {"train": 0, "validation": 0, "test": args.trials}  # mdp_table's test tasks
+        for n in sorted(runs):
+            family = TabularMDPFamily(n_episodes=n, split_sizes=sizes)
+            totals: dict[tuple[Any, ...], Any] = {}  # each classical agent runs once for both RL² columns
+            for against in dict.fromkeys((args.against, None)):
+                for name in ("RL2", "RL2 argmax"):
+                    gap = paired_gap(
+                        table,
+                        specs,
+                        {"n": n},
+                        family,
+                        rl2_name=name,
+                        seed=args.seed,
+                        repeats=args.gap_repeats,
+                        cache=totals,
+                        against=against,
+                    )
+                    if against is None and gap["other"] == args.against:
+                        continue  # the named agent is also the best: its rows are there already
+                    gaps.append(gap)
+                    print("paired gap", gap)
     result: dict[str, Any] = {
         "provenance": run_metadata(seed=args.seed),
         "trials": args.trials,
@@ -83,6 +128,7 @@ def main() -> None:
         "runs": records,
         "table": table.to_dict(),
         "markdown": table.to_markdown(),
+        "paired_gaps": gaps,
         "eval_seconds": round(time.perf_counter() - start, 1),
     }
     atomic_write_text(BENCH_DIR / f"{stem}.json", json.dumps(result, indent=1) + "\n")
@@ -90,6 +136,7 @@ def main() -> None:
         BENCH_DIR / f"{stem}.md",
         table.to_markdown()
         + "\n\n"
+        + (gaps_markdown(gaps) + "\n\n" if gaps else "")
         + runs_markdown(records)
         + "\n\n"
         + provenance_markdown(result["provenance"])

@@ -233,10 +233,24 @@ def test_paired_gap_averages_repeated_trials_per_test_task() -> None:
         runs = [run_trials(specs[name], vec, 6, seed=5 + r * 8).sum(axis=1) for r in range(3)]
         per_task[name] = np.mean(runs, axis=0)
     mean, low, high = bootstrap_ci(per_task["greedy"] - per_task[best], seed=5)
-    assert gap["best_other"] == best and gap["repeats"] == 3
+    assert gap["other"] == best and gap["other_is_best"] and gap["repeats"] == 3
     assert gap["gap"] == pytest.approx(mean) and gap["gap_ci"] == pytest.approx([low, high])
-    assert gap["best_other_mean"] == pytest.approx(per_task[best].mean())
+    assert gap["other_mean"] == pytest.approx(per_task[best].mean())
     one = common.paired_gap(table, specs, {"n": 6, "k": 3}, family, rl2_name="greedy", seed=5)
     assert one["repeats"] == 1 and one["gap"] != pytest.approx(gap["gap"])
     with pytest.raises(ValueError, match="repeats must be a positive int, got 0"):
         common.paired_gap(table, specs, {"n": 6, "k": 3}, family, rl2_name="greedy", repeats=0)
+    # against a named learner (a target's): the same pairing with that learner's totals
+    vec = metarl.make_vec(family, family.split("test"))
+    rand = np.mean(
+        [run_trials(specs["random"], vec, 6, seed=5 + r * 8).sum(axis=1) for r in range(3)], axis=0
+    )
+    named = common.paired_gap(
+        table, specs, {"n": 6, "k": 3}, family, rl2_name="greedy", seed=5, repeats=3, against="random"
+    )
+    assert named["other"] == "random" and not named["other_is_best"]
+    assert named["gap"] == pytest.approx((per_task["greedy"] - rand).mean())
+    with pytest.raises(ValueError, match=r"no learner 'PSRL' in the table at \{'n': 6, 'k': 3\}; it has"):
+        common.paired_gap(table, specs, {"n": 6, "k": 3}, family, rl2_name="greedy", against="PSRL")
+    md = common.gaps_markdown([gap, named]).splitlines()
+    assert len(md) == 4 and "| n = 6, k = 3 | greedy | random: " in md[3] and "(best other)" in md[2]
