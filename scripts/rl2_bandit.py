@@ -26,7 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rl2_common import (
     BENCH_DIR,
+    add_gap_repeats_arg,
     add_train_args,
+    argmax_learners,
+    check_gap_repeats,
     check_output_stem,
     gaps_markdown,
     paired_gap,
@@ -58,8 +61,7 @@ def evaluate_runs(
     gap_repeats: int = 1,
 ) -> None:
     learners: dict[tuple[int, int], RL2Learner] = {s: RL2Learner.load(d) for s, d in runs.items()}
-    # the same network acting greedily (argmax of its action distribution), as a second column
-    greedy = {s: RL2Learner(x.model, x.config, deterministic=True) for s, x in learners.items()}
+    greedy = argmax_learners(learners)
     records = {f"n={n},k={k}": training_record(d) for (n, k), d in runs.items()}
     result: dict[str, Any] = {
         "provenance": run_metadata(seed=seed),
@@ -118,12 +120,7 @@ def main() -> None:
     ev.add_argument("--trials", type=int, default=1000)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-classical", action="store_true")
-    ev.add_argument(
-        "--gap-repeats",
-        type=int,
-        default=1,
-        help="trials per test task for the paired RL²-vs-best gap (the table keeps one per task)",
-    )
+    add_gap_repeats_arg(ev)
     ev.add_argument(
         "--name", default="bandit", help="output file stem under benchmarks/rl2/ (default: bandit)"
     )
@@ -144,8 +141,7 @@ def main() -> None:
         if not sep:
             raise SystemExit(f"--run must look like N,K=RUN_DIR, got {item!r}")
         runs[(n, k)] = Path(path)
-    if args.gap_repeats < 1:
-        raise SystemExit(f"--gap-repeats must be a positive int, got {args.gap_repeats}")
+    check_gap_repeats(args.gap_repeats)
     evaluate_runs(runs, args.trials, args.seed, not args.no_classical, args.name, args.gap_repeats)
 
 

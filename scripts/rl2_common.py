@@ -15,13 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.agents.rl2 import RL2Config
+from metarl.agents.rl2 import RL2Config, RL2Learner
 from metarl.agents.rl2_train import latest_checkpoint, load_config, train, warm_start_lineage
 from metarl.provenance import provenance_markdown, run_metadata
 
 __all__ = [
     "BENCH_DIR",
+    "add_gap_repeats_arg",
     "add_train_args",
+    "argmax_learners",
+    "check_gap_repeats",
     "check_output_stem",
     "gaps_markdown",
     "paired_gap",
@@ -244,6 +247,27 @@ def paired_gap(
         "gap_percent_ci": [100.0 * low / ref, 100.0 * high / ref],
         "repeats": repeats,
     }
+
+
+def add_gap_repeats_arg(parser: argparse.ArgumentParser) -> None:
+    """``--gap-repeats R`` of the eval commands (check it with :func:`check_gap_repeats`)."""
+    parser.add_argument(
+        "--gap-repeats",
+        type=int,
+        default=1,
+        help="trials per test task for the paired gaps (the table keeps one per task)",
+    )
+
+
+def check_gap_repeats(value: int) -> int:
+    if value < 1:
+        raise SystemExit(f"--gap-repeats must be a positive int, got {value}")
+    return value
+
+
+def argmax_learners(learners: Mapping[Any, Any]) -> dict[Any, Any]:
+    """The same networks acting greedily (argmax of their action distributions), for a second column."""
+    return {key: RL2Learner(x.model, x.config, deterministic=True) for key, x in learners.items()}
 
 
 def gaps_markdown(gaps: Sequence[Mapping[str, Any]]) -> str:

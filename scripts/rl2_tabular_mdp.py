@@ -26,7 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rl2_common import (
     BENCH_DIR,
+    add_gap_repeats_arg,
     add_train_args,
+    argmax_learners,
+    check_gap_repeats,
     check_output_stem,
     gaps_markdown,
     paired_gap,
@@ -60,12 +63,7 @@ def main() -> None:
     ev.add_argument("--trials", type=int, default=1000)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-classical", action="store_true")
-    ev.add_argument(
-        "--gap-repeats",
-        type=int,
-        default=1,
-        help="trials per test task for the paired gaps (the table keeps one)",
-    )
+    add_gap_repeats_arg(ev)
     ev.add_argument("--against", default="PSRL", help="the classical agent of the target (default: PSRL)")
     ev.add_argument(
         "--name", default="tabular_mdp", help="output file stem under benchmarks/rl2/ (default: tabular_mdp)"
@@ -83,11 +81,9 @@ def main() -> None:
         if not sep or not setting.isdigit():
             raise SystemExit(f"--run must look like N=RUN_DIR, got {item!r}")
         runs[int(setting)] = Path(path)
-    if args.gap_repeats < 1:
-        raise SystemExit(f"--gap-repeats must be a positive int, got {args.gap_repeats}")
+    check_gap_repeats(args.gap_repeats)
     learners = {n: RL2Learner.load(d) for n, d in runs.items()}
-    # the same network acting greedily (argmax of its action distribution), as a second column
-    greedy = {n: RL2Learner(x.model, x.config, deterministic=True) for n, x in learners.items()}
+    greedy = argmax_learners(learners)
     specs: dict[str, LearnerSpec] = {} if args.no_classical else dict(classical_learners())
     if not args.no_classical and args.against not in specs:
         raise SystemExit(
