@@ -1,0 +1,173 @@
+"""Where does an RL² bandit policy lose reward against greedy and Gittins? Pull statistics by time.
+
+Runs one trial on each of the first ``--tasks`` test tasks of the run's family (sampled actions, as
+in the benchmark tables), and the same trials for the greedy and Gittins agents (tuned constants
+from ``benchmarks/classical/tuned.json``), and reports, per window of pull indices:
+
+* ``p_true_best``: the share of pulls of the arm with the highest true success probability;
+* ``p_untried``: the share of pulls of an arm not pulled before in the trial (exploration);
+* ``p_post_best``: the share of pulls of an arm with the highest Beta(1, 1) posterior mean among
+  the arms pulled so far (exploitation of what was seen; ties count);
+* ``regret``: the mean, per pull, of the best true probability minus the pulled arm's.
+
+and, per trial, the mean number of distinct arms pulled (``arms_tried``) and the return.
+
+For RL² it also asks whether the GRU *remembers* what it saw: ``readout_r2`` is, per window, the R²
+on held-out trials (half of them) of a ridge regression from the hidden state before pull ``t`` to
+each arm's Beta(1, 1) posterior mean and pull count at that time. A policy that remembers the
+statistics but does not pull the best-looking arm has a policy problem, not a memory problem.
+
+    .venv/bin/python benchmarks/rl2/diagnose_bandit_policy.py --run benchmarks/rl2/runs/bandit_n100_k5_vn_from_n10_seed0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.agents.classical import GittinsIndex, GreedyBandit
+from metarl.agents.classical_bench import load_tuned
+from metarl.agents.rl2 import collect_trials
+from metarl.agents.rl2_train import load_run
+from metarl.agents.rl2_trials import TrialVecEnv
+
+
+def windows(n_pulls: int) -> list[tuple[int, int]]:
+    """Pull-index windows: the first k-ish pulls, then growing spans to the end of the trial."""
+    edges = sorted({0, min(10, n_pulls), min(30, n_pulls), n_pulls // 2, n_pulls})
+    return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+
+
+def pull_statistics(actions: np.ndarray, rewards: np.ndarray, means: np.ndarray) -> dict[str, Any]:
+    """Statistics of ``(B, n)`` pulls and rewards on tasks with ``(B, k)`` true arm means."""
+    n_trials, n_pulls = actions.shape
+    k = means.shape[1]
+    rows = np.arange(n_trials)
+    counts = np.zeros((n_trials, k))
+    successes = np.zeros((n_trials, k))
+    untried = np.zeros((n_trials, n_pulls), dtype=bool)
+    post_best = np.zeros((n_trials, n_pulls), dtype=bool)
+    for t in range(n_pulls):
+        a = actions[:, t]
+        tried = counts > 0
+        posterior = np.where(tried, (1.0 + successes) / (2.0 + counts), -np.inf)
+        untried[:, t] = ~tried[rows, a]
+        best = posterior.max(1)
+        post_best[:, t] = tried.any(1) & (posterior[rows, a] >= best - 1e-12)
+        counts[rows, a] += 1.0
+        successes[rows, a] += rewards[:, t]
+    true_best = actions == means.argmax(1)[:, None]
+    regret = means.max(1)[:, None] - means[rows[:, None], actions]
+    out: dict[str, Any] = {
+        "return": float(rewards.sum(1).mean()),
+        "arms_tried": float((counts > 0).sum(1).mean()),
+        "windows": {},
+    }
+    for lo, hi in windows(n_pulls):
+        out["windows"][f"{lo + 1}-{hi}"] = {
+            "p_true_best": round(float(true_best[:, lo:hi].mean()), 4),
+            "p_untried": round(float(untried[:, lo:hi].mean()), 4),
+            "p_post_best": round(float(post_best[:, lo:hi].mean()), 4),
+            "regret": round(float(regret[:, lo:hi].mean()), 4),
+        }
+    return out
+
+
+def readout_r2(hidden: np.ndarray, actions: np.ndarray, rewards: np.ndarray, k: int) -> dict[str, Any]:
+    """R² of a linear readout of the posterior means and counts from the hidden states.
+
+    ``hidden[:, t]`` is the state the policy acts on at pull ``t`` (it has seen pulls ``< t``).
+    The regression is fitted on the first half of the trials and scored on the second half.
+    """
+    n_trials, n_pulls = actions.shape
+    rows = np.arange(n_trials)
+    counts = np.zeros((n_trials, k))
+    successes = np.zeros((n_trials, k))
+    targets = np.zeros((n_trials, n_pulls, 2 * k))
+    for t in range(n_pulls):
+        targets[:, t, :k] = (1.0 + successes) / (2.0 + counts)
+        targets[:, t, k:] = counts
+        counts[rows, actions[:, t]] += 1.0
+        successes[rows, actions[:, t]] += rewards[:, t]
+    half = n_trials // 2
+    x = np.concatenate([hidden, np.ones(hidden.shape[:2] + (1,))], -1)
+    fit_x, fit_y = x[:half].reshape(-1, x.shape[-1]), targets[:half].reshape(-1, 2 * k)
+    gram = fit_x.T @ fit_x + 1e-3 * np.eye(fit_x.shape[1])
+    weights = np.linalg.solve(gram, fit_x.T @ fit_y)
+    pred, truth = x[half:] @ weights, targets[half:]
+    out = {}
+    for lo, hi in windows(n_pulls):
+        err = ((pred[:, lo:hi] - truth[:, lo:hi]) ** 2).reshape(-1, 2, k).sum((0, 2))
+        var = ((truth[:, lo:hi] - truth[:, lo:hi].mean((0, 1))) ** 2).reshape(-1, 2, k).sum((0, 2))
+        r2 = 1.0 - err / np.maximum(var, 1e-12)
+        out[f"{lo + 1}-{hi}"] = {"posterior_mean": round(float(r2[0]), 4), "count": round(float(r2[1]), 4)}
+    return out
+
+
+def classical_pulls(learner: Any, family: Any, tasks: list[Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``learner`` for one trial per task; return its ``(B, n)`` pulls and rewards."""
+    env = family.make_batched_env(tasks)
+    policy = learner.begin_adaptation(env, seed).policy()
+    obs, _ = env.reset(seed=seed)
+    actions, rewards = [], []
+    everyone = np.ones(len(tasks), dtype=bool)
+    for _ in range(family.n_pulls):
+        a = np.asarray(policy(obs))
+        obs, r, terms, truncs, _ = env.step(a)
+        policy.observe(a, r, terms, truncs, everyone)
+        actions.append(a)
+        rewards.append(np.asarray(r, dtype=np.float64))
+    env.close()
+    return np.stack(actions, 1), np.stack(rewards, 1)
+
+
+def diagnose(run: Path, n_tasks: int, seed: int) -> list[dict[str, Any]]:
+    torch.set_num_threads(1)
+    agent = load_run(run)
+    family = agent.family
+    if not hasattr(family, "n_pulls"):
+        raise SystemExit(f"{run} is a run on {family.id}; this diagnosis is for BernoulliBandit runs")
+    tasks = list(family.test)[:n_tasks]
+    means = np.stack([t.array("arm_means") for t in tasks])
+    env = TrialVecEnv(family, len(tasks), agent.episodes_per_trial)
+    batch = collect_trials(agent.model, env, tasks, seed=seed, generator=torch.Generator().manual_seed(seed))
+    env.close()
+    setting = {"n": family.n_pulls, "k": family.n_arms}
+    actions, rewards = batch.actions.numpy(), batch.rewards.numpy().astype(float)
+    with torch.no_grad():
+        hidden, _ = agent.model.gru(batch.inputs)
+    rl2 = {"learner": "RL2", **pull_statistics(actions, rewards, means)}
+    rl2["readout_r2"] = readout_r2(hidden.numpy().astype(np.float64), actions, rewards, family.n_arms)
+    results = [rl2]
+    tuned = load_tuned()
+    gamma = tuned["bandit"]["Gittins"][f"n={setting['n']},k={setting['k']}"]
+    for learner in (GreedyBandit(), GittinsIndex(gamma=gamma)):
+        actions, rewards = classical_pulls(learner, family, tasks, seed)
+        results.append({"learner": learner.name, **pull_statistics(actions, rewards, means)})
+    for r in results:
+        r.update(run=str(run), setting=setting, tasks=len(tasks), seed=seed)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--run", type=Path, required=True, action="append", help="RL² bandit run directory (repeatable)"
+    )
+    parser.add_argument("--tasks", type=int, default=1000, help="the first N test tasks, one trial each")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if args.tasks < 1:
+        raise SystemExit(f"--tasks must be a positive int, got {args.tasks}")
+    for run in args.run:
+        for row in diagnose(run, args.tasks, args.seed):
+            print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
