@@ -10,6 +10,10 @@ split stays the benchmark's; this is a diagnostic.
 The per-split means are also regressed on the goal's distance from the start: returns fall with
 the distance, so a split with more far goals scores lower.
 
+Last, it prices the policy's own noise: a scripted walker that aims straight at the goal is run on
+the fresh goals without noise and with Gaussian noise of the checkpoint's initial standard
+deviation (in the plane's units), through the family's own env.
+
     .venv/bin/python benchmarks/maml_nav2d/task_draw.py \\
         --checkpoint runs/maml_trpo/Navigation2D-v0/tanh_fast_seed2/checkpoints/ckpt_0000140.pt
 """
@@ -53,6 +57,26 @@ def summarise(returns: np.ndarray, goals: np.ndarray) -> dict[str, Any]:
     }
 
 
+def noisy_walker(family: Any, tasks: list[Any], std: float, seed: int) -> float:
+    """Mean return of a scripted walker that aims at the goal (action = goal - position, clipped by
+    the env) with Gaussian noise of ``std`` per axis in the plane: the cost of a policy's noise."""
+    env = family.make_batched_env(tasks)
+    obs, _ = env.reset(seed=seed)
+    goals = np.stack([t.array("goal") for t in tasks])
+    rng = np.random.default_rng(seed)
+    total = np.zeros(len(tasks))
+    alive = np.ones(len(tasks), dtype=bool)
+    for _ in range(family.max_episode_steps):
+        actions = (goals - obs + rng.normal(0.0, std, goals.shape)).astype(np.float32)
+        obs, rewards, terms, truncs, _ = env.step(actions)
+        total += np.where(alive, rewards, 0.0)
+        alive &= ~(terms | truncs)
+        if not alive.any():
+            break
+    env.close()
+    return float(total.mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True, action="append", help="MAML checkpoint file")
@@ -85,6 +109,14 @@ def main() -> None:
         r = np.concatenate([y for _, y in dist_fit])
         slope, intercept = np.polyfit(d, r, 1)
         row["one_step_vs_distance"] = {"slope": round(float(slope), 2), "intercept": round(float(intercept), 2)}
+        # the initial policy's noise, in the plane's units (normalised actions are scaled by the box)
+        std = float(learner.policy.log_std.exp().mean()) if hasattr(learner, "policy") else float("nan")
+        scale = float(family.make_env().action_space.high[0]) if learner.config.normalize_actions else 1.0
+        row["noise_std_plane"] = round(std * scale, 4)
+        row["walker_return_fresh"] = {
+            "no_noise": round(noisy_walker(family, fresh, 0.0, args.eval_seed), 2),
+            "policy_noise": round(noisy_walker(family, fresh, std * scale, args.eval_seed), 2),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.out is not None:
