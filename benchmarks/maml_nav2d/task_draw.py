@@ -12,7 +12,8 @@ the distance, so a split with more far goals scores lower.
 
 Last, it prices the policy's own noise: a scripted walker that aims straight at the goal is run on
 the fresh goals without noise and with Gaussian noise of the checkpoint's initial standard
-deviation (in the plane's units), through the family's own env.
+deviation (in the plane's units), through the family's own env; ``noise_std_plane_by_step`` is the
+policy's standard deviation, averaged over the fresh goals, after 0, 1 and 2 steps.
 
     .venv/bin/python benchmarks/maml_nav2d/task_draw.py \\
         --checkpoint runs/maml_trpo/Navigation2D-v0/tanh_fast_seed2/checkpoints/ckpt_0000140.pt
@@ -57,6 +58,31 @@ def summarise(returns: np.ndarray, goals: np.ndarray) -> dict[str, Any]:
     }
 
 
+class NoiseRecorder:
+    """Wraps a MAML learner; records the mean policy standard deviation over tasks at each round."""
+
+    adaptation_unit = "gradient step"
+
+    def __init__(self, learner: Any) -> None:
+        self.learner = learner
+        self.name = learner.name
+        self.stds: list[float] = []
+
+    def begin_adaptation(self, vec_env: Any, seed: int) -> Any:
+        session = self.learner.begin_adaptation(vec_env, seed)
+        stds = self.stds
+
+        class Session:
+            def policy(self) -> Any:
+                stds.append(float(session.params["log_std"].exp().mean()))
+                return session.policy()
+
+            def update(self, episodes: Any) -> None:
+                session.update(episodes)
+
+        return Session()
+
+
 def noisy_walker(family: Any, tasks: list[Any], std: float, seed: int) -> float:
     """Mean return of a scripted walker that aims at the goal (action = goal - position, clipped by
     the env) with Gaussian noise of ``std`` per axis in the plane: the cost of a policy's noise."""
@@ -99,8 +125,10 @@ def main() -> None:
         learner = load(path).learner(str(path), later_step_scale=0.5)
         row: dict[str, Any] = {"checkpoint": str(path), "draw_seed": args.draw_seed, "eval_seed": args.eval_seed}
         dist_fit = []
+        recorder = NoiseRecorder(learner)
         for name, tasks in sets.items():
-            result = metarl.evaluate(learner, family, tasks=tasks, rounds=3, episodes_per_round=40, seed=args.eval_seed)
+            recorder.stds.clear()
+            result = metarl.evaluate(recorder, family, tasks=tasks, rounds=3, episodes_per_round=40, seed=args.eval_seed)
             goals = np.stack([t.array("goal") for t in tasks])
             row[name] = summarise(result.returns, goals)
             dist_fit.append((np.linalg.norm(goals, axis=1), result.returns[:, 1]))
@@ -109,10 +137,11 @@ def main() -> None:
         r = np.concatenate([y for _, y in dist_fit])
         slope, intercept = np.polyfit(d, r, 1)
         row["one_step_vs_distance"] = {"slope": round(float(slope), 2), "intercept": round(float(intercept), 2)}
-        # the initial policy's noise, in the plane's units (normalised actions are scaled by the box)
-        std = float(learner.policy.log_std.exp().mean()) if hasattr(learner, "policy") else float("nan")
+        # the policy's noise in the plane's units (normalised actions are scaled by the box), at
+        # each step of the fresh goals' adaptation (the last set evaluated)
         scale = float(family.make_env().action_space.high[0]) if learner.config.normalize_actions else 1.0
-        row["noise_std_plane"] = round(std * scale, 4)
+        row["noise_std_plane_by_step"] = [round(x * scale, 4) for x in recorder.stds]
+        std = recorder.stds[0]
         row["walker_return_fresh"] = {
             "no_noise": round(noisy_walker(family, fresh, 0.0, args.eval_seed), 2),
             "policy_noise": round(noisy_walker(family, fresh, std * scale, args.eval_seed), 2),
