@@ -35,12 +35,7 @@ from metarl.agents.classical_bench import load_tuned
 from metarl.agents.rl2 import collect_trials
 from metarl.agents.rl2_train import load_run
 from metarl.agents.rl2_trials import TrialVecEnv
-
-
-def windows(n_pulls: int) -> list[tuple[int, int]]:
-    """Pull-index windows: the first k-ish pulls, then growing spans to the end of the trial."""
-    edges = sorted({0, min(10, n_pulls), min(30, n_pulls), n_pulls // 2, n_pulls})
-    return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+from readout import ridge_r2, windows  # benchmarks/rl2/readout.py, beside this script
 
 
 def pull_statistics(actions: np.ndarray, rewards: np.ndarray, means: np.ndarray) -> dict[str, Any]:
@@ -78,12 +73,8 @@ def pull_statistics(actions: np.ndarray, rewards: np.ndarray, means: np.ndarray)
     return out
 
 
-def readout_r2(hidden: np.ndarray, actions: np.ndarray, rewards: np.ndarray, k: int) -> dict[str, Any]:
-    """R² of a linear readout of the posterior means and counts from the hidden states.
-
-    ``hidden[:, t]`` is the state the policy acts on at pull ``t`` (it has seen pulls ``< t``).
-    The regression is fitted on the first half of the trials and scored on the second half.
-    """
+def bandit_targets(actions: np.ndarray, rewards: np.ndarray, k: int) -> np.ndarray:
+    """``(B, n, 2k)``: each arm's Beta(1, 1) posterior mean, then its pull count, before pull ``t``."""
     n_trials, n_pulls = actions.shape
     rows = np.arange(n_trials)
     counts = np.zeros((n_trials, k))
@@ -94,19 +85,7 @@ def readout_r2(hidden: np.ndarray, actions: np.ndarray, rewards: np.ndarray, k: 
         targets[:, t, k:] = counts
         counts[rows, actions[:, t]] += 1.0
         successes[rows, actions[:, t]] += rewards[:, t]
-    half = n_trials // 2
-    x = np.concatenate([hidden, np.ones(hidden.shape[:2] + (1,))], -1)
-    fit_x, fit_y = x[:half].reshape(-1, x.shape[-1]), targets[:half].reshape(-1, 2 * k)
-    gram = fit_x.T @ fit_x + 1e-3 * np.eye(fit_x.shape[1])
-    weights = np.linalg.solve(gram, fit_x.T @ fit_y)
-    pred, truth = x[half:] @ weights, targets[half:]
-    out = {}
-    for lo, hi in windows(n_pulls):
-        err = ((pred[:, lo:hi] - truth[:, lo:hi]) ** 2).reshape(-1, 2, k).sum((0, 2))
-        var = ((truth[:, lo:hi] - truth[:, lo:hi].mean((0, 1))) ** 2).reshape(-1, 2, k).sum((0, 2))
-        r2 = 1.0 - err / np.maximum(var, 1e-12)
-        out[f"{lo + 1}-{hi}"] = {"posterior_mean": round(float(r2[0]), 4), "count": round(float(r2[1]), 4)}
-    return out
+    return targets
 
 
 def classical_pulls(learner: Any, family: Any, tasks: list[Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +121,12 @@ def diagnose(run: Path, n_tasks: int, seed: int) -> list[dict[str, Any]]:
     with torch.no_grad():
         hidden, _ = agent.model.gru(batch.inputs)
     rl2 = {"learner": "RL2", **pull_statistics(actions, rewards, means)}
-    rl2["readout_r2"] = readout_r2(hidden.numpy().astype(np.float64), actions, rewards, family.n_arms)
+    k = family.n_arms
+    rl2["readout_r2"] = ridge_r2(
+        hidden.numpy().astype(np.float64),
+        bandit_targets(actions, rewards, k),
+        {"posterior_mean": slice(0, k), "count": slice(k, 2 * k)},
+    )
     results = [rl2]
     tuned = load_tuned()
     gamma = tuned["bandit"]["Gittins"][f"n={setting['n']},k={setting['k']}"]

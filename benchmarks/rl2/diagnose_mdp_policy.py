@@ -12,7 +12,11 @@ tasks of the run's family and reports:
   more often after a high reward;
 * ``p_best_observed``: on a return to a state, the probability of taking the action with the
   highest mean reward observed so far in that state (among those tried);
-* ``p_best_mean``: the probability of taking the action with the highest true ``mu[s, a]``.
+* ``p_best_mean``: the probability of taking the action with the highest true ``mu[s, a]``;
+* ``readout_r2``: per window of steps, the held-out R² of a linear readout from the GRU's hidden
+  state of each state-action pair's posterior mean reward (prior N(1, 1), unit noise) and visit
+  count so far, and of the posterior mean rewards of the current state's actions, the part a
+  decision needs (``readout.py``): does the network remember what it saw?
 
     .venv/bin/python benchmarks/rl2/diagnose_mdp_policy.py --run benchmarks/rl2/runs/tabular_mdp_n10_vn_seed0
 """
@@ -30,6 +34,31 @@ import torch
 from metarl.agents.rl2 import collect_trials
 from metarl.agents.rl2_train import load_run
 from metarl.agents.rl2_trials import TrialVecEnv
+from readout import ridge_r2  # benchmarks/rl2/readout.py, beside this script
+
+
+def mdp_targets(states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(B, T, 2 S A + A)``: each pair's posterior mean reward, its visit count, and the posterior
+    mean rewards of the current state's actions, before step ``t`` (the decision-relevant part).
+
+    Steps past a trial's end (padding) repeat the last statistics; all trials here have equal length.
+    """
+    n_trials, n_steps = actions.shape
+    n_pairs = shape[0] * shape[1]
+    rows = np.arange(n_trials)
+    pair = states * shape[1] + actions
+    counts = np.zeros((n_trials, n_pairs))
+    sums = np.zeros((n_trials, n_pairs))
+    targets = np.zeros((n_trials, n_steps, 2 * n_pairs + shape[1]))
+    here = states[:, :, None] * shape[1] + np.arange(shape[1])  # (B, T, A): the current state's pairs
+    for t in range(n_steps):
+        means = (1.0 + sums) / (1.0 + counts)
+        targets[:, t, :n_pairs] = means
+        targets[:, t, n_pairs : 2 * n_pairs] = counts
+        targets[:, t, 2 * n_pairs :] = np.take_along_axis(means, here[:, t], 1)
+        counts[rows, pair[:, t]] += 1.0
+        sums[rows, pair[:, t]] += rewards[:, t]
+    return targets
 
 
 def diagnose(run: Path, n_tasks: int, seed: int) -> dict[str, Any]:
@@ -65,6 +94,18 @@ def diagnose(run: Path, n_tasks: int, seed: int) -> dict[str, Any]:
             last[s] = (a, r)
             total.setdefault((s, a), []).append(r)
     steps = int(mask.sum())
+    with torch.no_grad():
+        hidden, _ = agent.model.gru(batch.inputs)
+    n_pairs = n_states * n_actions
+    readout = ridge_r2(
+        hidden.numpy().astype(np.float64),
+        mdp_targets(states, actions, rewards.astype(np.float64), (n_states, n_actions)),
+        {
+            "posterior_mean_reward": slice(0, n_pairs),
+            "visit_count": slice(n_pairs, 2 * n_pairs),
+            "current_state_means": slice(2 * n_pairs, 2 * n_pairs + n_actions),
+        },
+    )
     return {
         "run": str(run),
         "tasks": len(tasks),
@@ -76,6 +117,7 @@ def diagnose(run: Path, n_tasks: int, seed: int) -> dict[str, Any]:
         "p_best_observed": best_observed[0] / max(best_observed[1], 1),
         "p_best_mean": best_mean / steps,
         "chance": 1.0 / n_actions,
+        "readout_r2": readout,
     }
 
 

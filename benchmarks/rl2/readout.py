@@ -1,0 +1,50 @@
+"""Does an RL² GRU remember what it saw? Linear readouts of trial statistics from its hidden state.
+
+Shared by ``diagnose_bandit_policy.py`` and ``diagnose_mdp_policy.py``. A ridge regression from the
+hidden state the policy acts on at step ``t`` (it has seen steps ``< t``) to statistics of the trial
+so far is fitted on the first half of the trials and scored (R²) on the second half, per window of
+steps. A high R² says the statistic is linearly available to the policy and value heads, which are
+linear in the hidden state; a low one says the memory, not the policy, is the bottleneck.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def windows(n_steps: int) -> list[tuple[int, int]]:
+    """Step windows: the first 10 steps, then growing spans to the end of the trial."""
+    edges = sorted({0, min(10, n_steps), min(30, n_steps), n_steps // 2, n_steps})
+    return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+
+
+def ridge_r2(
+    hidden: np.ndarray, targets: np.ndarray, groups: dict[str, slice], ridge: float = 1e-3
+) -> dict[str, dict[str, float]]:
+    """Held-out R² of a linear readout of ``targets`` (B, T, D) from ``hidden`` (B, T, H).
+
+    ``groups`` names slices of the D targets; each gets one R², pooled over its targets, per window.
+    """
+    n_trials, n_steps = hidden.shape[:2]
+    if targets.shape[:2] != (n_trials, n_steps):
+        raise ValueError(f"targets {targets.shape} do not match hidden states {hidden.shape}")
+    half = n_trials // 2
+    if half < 1:
+        raise ValueError(f"need at least 2 trials, got {n_trials}")
+    x = np.concatenate([hidden, np.ones((n_trials, n_steps, 1))], -1)
+    fit_x = x[:half].reshape(-1, x.shape[-1])
+    fit_y = targets[:half].reshape(-1, targets.shape[-1])
+    weights = np.linalg.solve(fit_x.T @ fit_x + ridge * np.eye(fit_x.shape[1]), fit_x.T @ fit_y)
+    pred, truth = x[half:] @ weights, targets[half:]
+    out: dict[str, dict[str, float]] = {}
+    for lo, hi in windows(n_steps):
+        row: dict[str, Any] = {}
+        for name, cols in groups.items():
+            t = truth[:, lo:hi, cols]
+            err = ((pred[:, lo:hi, cols] - t) ** 2).sum()
+            var = ((t - t.mean((0, 1))) ** 2).sum()
+            row[name] = round(float(1.0 - err / max(var, 1e-12)), 4)
+        out[f"{lo + 1}-{hi}"] = row
+    return out
