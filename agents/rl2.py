@@ -60,6 +60,7 @@ __all__ = [
     "RL2Learner",
     "RL2Policy",
     "TrialBatch",
+    "aux_reward_loss",
     "cli_train",
     "collect_trials",
     "load_learner",
@@ -130,6 +131,14 @@ class RL2Config:
     #: loss cannot pull it (Andrychowicz et al. 2021, "What matters in on-policy RL", found separate
     #: networks better). Doubles the recurrent compute.
     separate_value: bool = False
+    #: Weight of an auxiliary reward-prediction loss (0: off, the RL² of Duan et al.). A linear head
+    #: on the policy GRU's state predicts, for each action, the reward that action would get now;
+    #: the loss is the squared error of the taken action's prediction against the reward received
+    #: (raw, not ``reward_scale``-d), back-propagated through the GRU over the whole trial. It asks
+    #: the recurrent state to remember which actions paid what, which the policy gradient alone
+    #: teaches slowly on the tabular MDP (``benchmarks/rl2/diagnose_mdp_policy.py``'s readout).
+    #: Discrete action spaces only.
+    aux_reward_coef: float = 0.0
     #: Training length in environment steps (padding steps not counted).
     total_env_steps: int = 1_000_000
     #: Seed of every random stream of the run.
@@ -173,8 +182,10 @@ class RL2Config:
                 f"{own}.family_kwargs must be a table of keyword arguments, got {self.family_kwargs!r}"
             )
         for name in ("learning_rate", "gamma", "gae_lambda", "clip_coef", "vf_coef", "ent_coef", "max_grad_norm",
-                     "reward_scale", "init_log_std"):  # fmt: skip
+                     "reward_scale", "init_log_std", "aux_reward_coef"):  # fmt: skip
             check_real(own, name, getattr(self, name))
+        if not self.aux_reward_coef >= 0:
+            raise ValueError(f"RL2Config.aux_reward_coef must be >= 0, got {self.aux_reward_coef!r}")
         check_real(own, "ent_coef_final", self.ent_coef_final, optional=True)
         check_real(own, "learning_rate_final", self.learning_rate_final, optional=True)
         if self.learning_rate_final is not None and not self.learning_rate_final >= 0:
@@ -278,9 +289,12 @@ class RL2ActorCritic(nn.Module):
         init_log_std: float = -0.5,
         value_norm: bool = False,
         separate_value: bool = False,
+        aux_reward: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        if aux_reward and not discrete:
+            raise ValueError("the auxiliary reward head (aux_reward) needs a discrete action space")
         self.discrete = discrete
         self.hidden_size = hidden_size
         self.value_norm = value_norm
@@ -309,6 +323,12 @@ class RL2ActorCritic(nn.Module):
         nn.init.orthogonal_(self.v.weight, gain=1.0, generator=generator)
         nn.init.zeros_(self.pi.bias)
         nn.init.zeros_(self.v.bias)
+        #: With ``aux_reward``: predicts each action's reward from the policy GRU's state (made last,
+        #: so the other parameters draw the same numbers from ``generator`` with or without it).
+        self.aux = nn.Linear(hidden_size, act_dim) if aux_reward else None
+        if self.aux is not None:
+            nn.init.orthogonal_(self.aux.weight, gain=1.0, generator=generator)
+            nn.init.zeros_(self.aux.bias)
 
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(1, batch, self.hidden_size * (2 if self.separate_value else 1))
@@ -320,6 +340,14 @@ class RL2ActorCritic(nn.Module):
 
         Values are in return units, also with ``value_norm`` (the head's output de-normalised).
         """
+        params, values, h, _ = self.forward_with_aux(x, h0)
+        return params, values, h
+
+    def forward_with_aux(
+        self, x: torch.Tensor, h0: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """As :meth:`forward`, plus the auxiliary head's reward predictions ``(B, T, act_dim)``
+        (``None`` without one), from the same pass of the GRU."""
         if self.v_gru is None:
             out, h = self.gru(x, h0)
             v_out = out
@@ -332,7 +360,7 @@ class RL2ActorCritic(nn.Module):
         if self.value_norm:
             mean, std = self.return_stats()
             values = values * std + mean
-        return self.pi(out), values, h
+        return self.pi(out), values, h, None if self.aux is None else self.aux(out)
 
     def return_stats(self) -> tuple[float, float]:
         """``(mu, sigma)`` of the value normalisation; ``(0, 1)`` without ``value_norm`` or statistics."""
@@ -532,6 +560,15 @@ def ppo_loss(
     return loss, stats
 
 
+def aux_reward_loss(
+    predictions: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean over ``mask`` of ``(predictions[..., a_t] - r_t)^2``: the squared error of the taken
+    action's predicted reward (``predictions``: ``(B, T, n_actions)``; ``actions``, ``rewards``: ``(B, T)``)."""
+    taken = predictions.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    return _masked_mean((taken - rewards) ** 2, mask)
+
+
 # --------------------------------------------------------------------------------- the agent
 def build_model(config: RL2Config, inputs: TrialInputs, generator: torch.Generator) -> RL2ActorCritic:
     return RL2ActorCritic(
@@ -542,6 +579,7 @@ def build_model(config: RL2Config, inputs: TrialInputs, generator: torch.Generat
         init_log_std=config.init_log_std,
         value_norm=config.value_norm,
         separate_value=config.separate_value,
+        aux_reward=config.aux_reward_coef > 0,
         generator=generator,
     )
 
@@ -588,6 +626,11 @@ class RL2:
         seeds = np.random.SeedSequence(config.seed).spawn(2)
         self.np_rng = np.random.default_rng(seeds[0])
         self.torch_gen = torch.Generator().manual_seed(int(seeds[1].generate_state(1, np.uint64)[0] >> 1))
+        if config.aux_reward_coef > 0 and not self.inputs.act_discrete:
+            raise ValueError(
+                f"RL2Config.aux_reward_coef={config.aux_reward_coef} needs a discrete action space; "
+                f"{self.family.id} acts in {self.inputs.action_space}"
+            )
         self.model = build_model(config, self.inputs, self.torch_gen)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=1e-5)
         self.updates = 0
@@ -650,7 +693,7 @@ class RL2:
                 break
             perm = torch.randperm(B, generator=self.torch_gen)
             for idx in perm.chunk(c.num_minibatches):
-                params, values, _ = self.model(batch.inputs[idx])
+                params, values, _, predicted = self.model.forward_with_aux(batch.inputs[idx])
                 dist = self.model.distribution(params)
                 loss, s = ppo_loss(
                     dist.log_prob(batch.actions[idx]),
@@ -667,6 +710,10 @@ class RL2:
                 if n_mb and c.target_kl is not None and s["approx_kl"] > 1.5 * c.target_kl:
                     stopped = True
                     break
+                if predicted is not None:
+                    aux = aux_reward_loss(predicted, batch.actions[idx], batch.rewards[idx], m[idx])
+                    loss = loss + c.aux_reward_coef * aux
+                    s["aux_loss"] = float(aux.detach())
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 s["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm))

@@ -61,6 +61,7 @@ _CSV_FIELDS = (
     "ent_coef",
     "load_avg_1min",
     "learning_rate",
+    "aux_loss",
 )
 
 
@@ -174,8 +175,13 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
     if differ:
         detail = ", ".join(f"{f}: {theirs.get(f)!r} there, {ours.get(f)!r} here" for f in differ)
         raise ValueError(f"cannot warm-start from {path}: its network differs ({detail})")
+    # the auxiliary reward head is not part of the policy: a run may add it (it starts fresh) or drop it
+    weights = {k: v for k, v in state["model"].items() if not k.startswith("aux.")}
+    if agent.model.aux is not None:
+        own_aux = {k: v for k, v in agent.model.state_dict().items() if k.startswith("aux.")}
+        weights.update({k: state["model"].get(k, v) for k, v in own_aux.items()})
     try:
-        agent.model.load_state_dict(state["model"])
+        agent.model.load_state_dict(weights)
     except RuntimeError as err:  # e.g. another number of arms: the inputs have another size
         raise ValueError(
             f"cannot warm-start from {path}: its network's tensors have other shapes ({err})"

@@ -12,7 +12,16 @@ import torch
 
 from metarl import collect, evaluate, make_family, make_vec
 from metarl.agents import checkpoint as ckpt
-from metarl.agents.rl2 import RL2, RL2Config, RL2Learner, RL2Policy, collect_trials, ppo_loss, trial_gae
+from metarl.agents.rl2 import (
+    RL2,
+    RL2Config,
+    RL2Learner,
+    RL2Policy,
+    aux_reward_loss,
+    collect_trials,
+    ppo_loss,
+    trial_gae,
+)
 from metarl.agents.rl2_train import latest_checkpoint, load_run, train
 from metarl.agents.rl2_trials import TrialInputs, TrialVecEnv
 
@@ -238,21 +247,22 @@ def test_resume_continues_bit_identically_and_skips_corrupt(tmp_path) -> None:
         assert load_run(tmp_path / "b").updates == 2
 
 
-@pytest.mark.parametrize("missing", [1, 2])
+@pytest.mark.parametrize("missing", [1, 2, 3])
 def test_resume_over_a_log_from_before_a_column_was_added(tmp_path, missing: int) -> None:
-    # runs logged by an older metarl lack the last columns of progress.csv (learning_rate, and
-    # before that load_avg_1min); a resume must keep their rows and write a log whose every row
-    # matches its header
-    config = small_config()
+    # runs logged by an older metarl lack the last columns of progress.csv (aux_loss, before that
+    # learning_rate, and before that load_avg_1min); a resume must keep their rows and write a log
+    # whose every row matches its header
+    config = small_config(aux_reward_coef=0.5)  # so that every column has a value
     train(config, tmp_path / "run", progress=False, max_updates=2)
     path = tmp_path / "run" / "progress.csv"
     rows = list(csv.reader(path.open()))
-    assert rows[0][-2:] == ["load_avg_1min", "learning_rate"]
+    assert rows[0][-3:] == ["load_avg_1min", "learning_rate", "aux_loss"]
     path.write_text("".join(",".join(r[:-missing]) + "\n" for r in rows))
     train(config, tmp_path / "run", resume=True, progress=False, max_updates=1)
     rows = list(csv.reader(path.open()))
-    assert rows[0][-1] == "learning_rate" and all(len(r) == len(rows[0]) for r in rows)
-    assert [r[0] for r in rows[1:]] == ["1", "2", "3"] and rows[1][-1] == "" and rows[3][-1] != ""
+    assert rows[0][-1] == "aux_loss" and all(len(r) == len(rows[0]) for r in rows)
+    assert [r[0] for r in rows[1:]] == ["1", "2", "3"]
+    assert rows[1][-missing:] == [""] * missing and "" not in rows[3]
     assert not list((tmp_path / "run").glob("*.old*"))
 
 
@@ -531,3 +541,62 @@ def test_cli_train_reads_config_file_and_resumes(tmp_path) -> None:
     with pytest.raises(ValueError, match="disagrees with the config file"):
         cfg.write_text(_json.dumps({**data, "family": "TabularMDP-v0"}))
         cli_train("BernoulliBandit-v0", cfg, run_dir=tmp_path / "other", progress=False)
+
+
+# ----------------------------------------------------------------------------- auxiliary reward loss
+def test_aux_reward_loss_is_the_taken_actions_squared_error() -> None:
+    predictions = torch.tensor([[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], [[6.0, 7.0, 8.0], [9.0, 10.0, 11.0]]])
+    actions = torch.tensor([[2, 0], [1, 1]])
+    rewards = torch.tensor([[1.0, 1.0], [5.0, -1.0]])
+    mask = torch.tensor([[True, True], [True, False]])  # the last step is padding
+    expected = ((2.0 - 1.0) ** 2 + (3.0 - 1.0) ** 2 + (7.0 - 5.0) ** 2) / 3
+    assert float(aux_reward_loss(predictions, actions, rewards, mask)) == pytest.approx(expected)
+
+
+def test_aux_reward_head_is_off_by_default_and_trains_the_gru_when_on(tmp_path) -> None:
+    plain = RL2(small_config())
+    assert plain.model.aux is None and not any(k.startswith("aux.") for k in plain.model.state_dict())
+    aux = RL2(small_config(aux_reward_coef=0.5))
+    # the head is built last: every other parameter starts as without it
+    shared = {k: v for k, v in aux.model.state_dict().items() if not k.startswith("aux.")}
+    torch.testing.assert_close(shared, plain.model.state_dict(), rtol=0, atol=0)
+    # its loss reaches the GRU through the whole trial
+    batch = collect_trials(aux.model, aux.env, aux.sampler(8, np.random.default_rng(0)), seed=1,
+                           generator=torch.Generator().manual_seed(1))  # fmt: skip
+    _, _, _, predicted = aux.model.forward_with_aux(batch.inputs)
+    assert predicted is not None and predicted.shape == (8, batch.inputs.shape[1], 3)
+    aux_reward_loss(predicted, batch.actions, batch.rewards, batch.mask).backward()
+    assert float(aux.model.gru.weight_ih_l0.grad.abs().sum()) > 0  # type: ignore[union-attr]
+    assert aux.model.pi.weight.grad is None
+    # a training step logs it, and the run's CSV has the column
+    trained = train(small_config(aux_reward_coef=0.5), tmp_path / "run", progress=False, max_updates=2)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "progress.csv")))
+    assert len(rows) == 2 and all(float(r["aux_loss"]) > 0 for r in rows)
+    assert trained.model.aux is not None
+    # the per-task sampler's workers act without the head
+    per_task = small_config(aux_reward_coef=0.5, sampler="local-per-task")
+    assert train(per_task, tmp_path / "per_task", progress=False, max_updates=1).updates == 1
+
+
+def test_aux_reward_head_warm_starts_either_way_and_needs_discrete_actions(tmp_path) -> None:
+    source = train(small_config(), tmp_path / "src", progress=False, max_updates=1)
+    warm = train(small_config(aux_reward_coef=0.5), tmp_path / "warm", progress=False, max_updates=0,
+                 init_from=tmp_path / "src")  # fmt: skip
+    fresh = RL2(small_config(aux_reward_coef=0.5)).model.state_dict()
+    for key, value in warm.model.state_dict().items():
+        # the policy comes from the source, the new head as a fresh run would start it
+        torch.testing.assert_close(
+            value, (fresh if key.startswith("aux.") else source.model.state_dict())[key]
+        )
+    back = train(
+        small_config(), tmp_path / "back", progress=False, max_updates=0, init_from=tmp_path / "warm"
+    )
+    assert back.model.aux is None
+    torch.testing.assert_close(back.model.state_dict(), source.model.state_dict(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="aux_reward_coef must be >= 0, got -1"):
+        small_config(aux_reward_coef=-1.0)
+    nav = {"family": "Navigation2D-v0", "family_kwargs": {"split_sizes": SPLITS}, "episodes_per_trial": 2}
+    with pytest.raises(
+        ValueError, match=r"aux_reward_coef=0\.5 needs a discrete action space; Navigation2D-v0"
+    ):
+        RL2(small_config(**nav, aux_reward_coef=0.5))
