@@ -16,6 +16,7 @@ For RL² it also asks whether the GRU *remembers* what it saw: ``readout_r2`` is
 on held-out trials (half of them) of a ridge regression from the hidden state before pull ``t`` to
 each arm's Beta(1, 1) posterior mean and pull count at that time. A policy that remembers the
 statistics but does not pull the best-looking arm has a policy problem, not a memory problem.
+``readout_r2_untrained`` is the same readout from a freshly initialised network fed the same inputs.
 
     .venv/bin/python benchmarks/rl2/diagnose_bandit_policy.py --run benchmarks/rl2/runs/bandit_n100_k5_vn_from_n10_seed0
 """
@@ -35,7 +36,7 @@ from metarl.agents.classical_bench import load_tuned
 from metarl.agents.rl2 import collect_trials
 from metarl.agents.rl2_train import load_run
 from metarl.agents.rl2_trials import TrialVecEnv
-from readout import ridge_r2, windows  # benchmarks/rl2/readout.py, beside this script
+from readout import trained_and_untrained_r2, windows  # benchmarks/rl2/readout.py, beside this script
 
 
 def pull_statistics(actions: np.ndarray, rewards: np.ndarray, means: np.ndarray) -> dict[str, Any]:
@@ -118,12 +119,11 @@ def diagnose(run: Path, n_tasks: int, seed: int) -> list[dict[str, Any]]:
     env.close()
     setting = {"n": family.n_pulls, "k": family.n_arms}
     actions, rewards = batch.actions.numpy(), batch.rewards.numpy().astype(float)
-    with torch.no_grad():
-        hidden, _ = agent.model.gru(batch.inputs)
     rl2 = {"learner": "RL2", **pull_statistics(actions, rewards, means)}
     k = family.n_arms
-    rl2["readout_r2"] = ridge_r2(
-        hidden.numpy().astype(np.float64),
+    rl2["readout_r2"], rl2["readout_r2_untrained"] = trained_and_untrained_r2(
+        agent,
+        batch.inputs,
         bandit_targets(actions, rewards, k),
         {"posterior_mean": slice(0, k), "count": slice(k, 2 * k)},
     )

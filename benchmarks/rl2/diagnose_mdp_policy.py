@@ -16,7 +16,9 @@ tasks of the run's family and reports:
 * ``readout_r2``: per window of steps, the held-out R² of a linear readout from the GRU's hidden
   state of each state-action pair's posterior mean reward (prior N(1, 1), unit noise) and visit
   count so far, and of the posterior mean rewards of the current state's actions, the part a
-  decision needs (``readout.py``): does the network remember what it saw?
+  decision needs (``readout.py``): does the network remember what it saw? ``readout_r2_untrained``
+  is the same readout from a freshly initialised network of the same size fed the same inputs (a
+  random recurrent "reservoir"): the part of the memory that training added.
 
     .venv/bin/python benchmarks/rl2/diagnose_mdp_policy.py --run benchmarks/rl2/runs/tabular_mdp_n10_vn_seed0
 """
@@ -34,7 +36,7 @@ import torch
 from metarl.agents.rl2 import collect_trials
 from metarl.agents.rl2_train import load_run
 from metarl.agents.rl2_trials import TrialVecEnv
-from readout import ridge_r2  # benchmarks/rl2/readout.py, beside this script
+from readout import trained_and_untrained_r2  # benchmarks/rl2/readout.py, beside this script
 
 
 def mdp_targets(states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -94,18 +96,14 @@ def diagnose(run: Path, n_tasks: int, seed: int) -> dict[str, Any]:
             last[s] = (a, r)
             total.setdefault((s, a), []).append(r)
     steps = int(mask.sum())
-    with torch.no_grad():
-        hidden, _ = agent.model.gru(batch.inputs)
     n_pairs = n_states * n_actions
-    readout = ridge_r2(
-        hidden.numpy().astype(np.float64),
-        mdp_targets(states, actions, rewards.astype(np.float64), (n_states, n_actions)),
-        {
-            "posterior_mean_reward": slice(0, n_pairs),
-            "visit_count": slice(n_pairs, 2 * n_pairs),
-            "current_state_means": slice(2 * n_pairs, 2 * n_pairs + n_actions),
-        },
-    )
+    targets = mdp_targets(states, actions, rewards.astype(np.float64), (n_states, n_actions))
+    groups = {
+        "posterior_mean_reward": slice(0, n_pairs),
+        "visit_count": slice(n_pairs, 2 * n_pairs),
+        "current_state_means": slice(2 * n_pairs, 2 * n_pairs + n_actions),
+    }
+    readouts = trained_and_untrained_r2(agent, batch.inputs, targets, groups)
     return {
         "run": str(run),
         "tasks": len(tasks),
@@ -117,7 +115,8 @@ def diagnose(run: Path, n_tasks: int, seed: int) -> dict[str, Any]:
         "p_best_observed": best_observed[0] / max(best_observed[1], 1),
         "p_best_mean": best_mean / steps,
         "chance": 1.0 / n_actions,
-        "readout_r2": readout,
+        "readout_r2": readouts[0],
+        "readout_r2_untrained": readouts[1],
     }
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+
+from metarl.agents.rl2 import RL2
 
 
 def windows(n_steps: int) -> list[tuple[int, int]]:
@@ -48,3 +51,17 @@ def ridge_r2(
             row[name] = round(float(1.0 - err / max(var, 1e-12)), 4)
         out[f"{lo + 1}-{hi}"] = row
     return out
+
+
+def trained_and_untrained_r2(
+    agent: RL2, inputs: torch.Tensor, targets: np.ndarray, groups: dict[str, slice]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """:func:`ridge_r2` from ``agent``'s GRU states on ``inputs`` (``(B, T, input_dim)``), and from a
+    freshly initialised network of the same config fed the same inputs (a random recurrent
+    "reservoir"): the difference is the memory that training added."""
+    out = []
+    for model in (agent.model, RL2(agent.config, agent.family).model):
+        with torch.no_grad():
+            hidden, _ = model.gru(inputs)
+        out.append(ridge_r2(hidden.numpy().astype(np.float64), targets, groups))
+    return out[0], out[1]
