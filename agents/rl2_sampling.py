@@ -224,7 +224,7 @@ class TrialSampler:
         job = TrialShardJob(model.gru.input_size, model.pi.out_features, model.discrete,
                             model.hidden_size, self.episodes_per_trial, deterministic,
                             model.value_norm, model.separate_value)  # fmt: skip
-        # the workers act: they need neither the optimiser's state nor the auxiliary reward head
+        # the workers only act: they need the policy and value network, not the auxiliary reward head
         state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("aux.")}
         shares = self.sampler.map_shares(job, state, tasks, seed)
         return join_trial_batches([batch for _, batch in shares])
