@@ -105,7 +105,9 @@ def noisy_walker(family: Any, tasks: list[Any], std: float, seed: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, action="append", help="MAML checkpoint file")
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, action="append", help="MAML checkpoint file"
+    )
     parser.add_argument("--fresh", type=int, default=400, help="goals drawn from the distribution")
     parser.add_argument("--draw-seed", type=int, default=2026)
     parser.add_argument("--eval-seed", type=int, default=12345)
@@ -123,12 +125,18 @@ def main() -> None:
     rows = []
     for path in args.checkpoint:
         learner = load(path).learner(str(path), later_step_scale=0.5)
-        row: dict[str, Any] = {"checkpoint": str(path), "draw_seed": args.draw_seed, "eval_seed": args.eval_seed}
+        row: dict[str, Any] = {
+            "checkpoint": str(path),
+            "draw_seed": args.draw_seed,
+            "eval_seed": args.eval_seed,
+        }
         dist_fit = []
         recorder = NoiseRecorder(learner)
         for name, tasks in sets.items():
             recorder.stds.clear()
-            result = metarl.evaluate(recorder, family, tasks=tasks, rounds=3, episodes_per_round=40, seed=args.eval_seed)
+            result = metarl.evaluate(
+                recorder, family, tasks=tasks, rounds=3, episodes_per_round=40, seed=args.eval_seed
+            )
             goals = np.stack([t.array("goal") for t in tasks])
             row[name] = summarise(result.returns, goals)
             dist_fit.append((np.linalg.norm(goals, axis=1), result.returns[:, 1]))
@@ -136,7 +144,10 @@ def main() -> None:
         d = np.concatenate([x for x, _ in dist_fit])
         r = np.concatenate([y for _, y in dist_fit])
         slope, intercept = np.polyfit(d, r, 1)
-        row["one_step_vs_distance"] = {"slope": round(float(slope), 2), "intercept": round(float(intercept), 2)}
+        row["one_step_vs_distance"] = {
+            "slope": round(float(slope), 2),
+            "intercept": round(float(intercept), 2),
+        }
         # the policy's noise in the plane's units (normalised actions are scaled by the box), at
         # each step of the fresh goals' adaptation (the last set evaluated)
         scale = float(family.make_env().action_space.high[0]) if learner.config.normalize_actions else 1.0

@@ -23,20 +23,18 @@ statistics but does not pull the best-looking arm has a policy problem, not a me
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from diagnosis import run_diagnosis, trained_and_untrained_r2, windows  # beside this script
 
 from metarl.agents.classical import GittinsIndex, GreedyBandit
 from metarl.agents.classical_bench import load_tuned
 from metarl.agents.rl2 import collect_trials
 from metarl.agents.rl2_train import load_run
 from metarl.agents.rl2_trials import TrialVecEnv
-from readout import trained_and_untrained_r2, windows  # benchmarks/rl2/readout.py, beside this script
 
 
 def pull_statistics(actions: np.ndarray, rewards: np.ndarray, means: np.ndarray) -> dict[str, Any]:
@@ -139,18 +137,7 @@ def diagnose(run: Path, n_tasks: int, seed: int) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--run", type=Path, required=True, action="append", help="RL² bandit run directory (repeatable)"
-    )
-    parser.add_argument("--tasks", type=int, default=1000, help="the first N test tasks, one trial each")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    if args.tasks < 1:
-        raise SystemExit(f"--tasks must be a positive int, got {args.tasks}")
-    for run in args.run:
-        for row in diagnose(run, args.tasks, args.seed):
-            print(json.dumps(row))
+    run_diagnosis(__doc__.splitlines()[0], "bandit", 1000, diagnose)
 
 
 if __name__ == "__main__":

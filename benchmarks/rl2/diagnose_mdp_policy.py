@@ -16,7 +16,7 @@ tasks of the run's family and reports:
 * ``readout_r2``: per window of steps, the held-out R² of a linear readout from the GRU's hidden
   state of each state-action pair's posterior mean reward (prior N(1, 1), unit noise) and visit
   count so far, and of the posterior mean rewards of the current state's actions, the part a
-  decision needs (``readout.py``): does the network remember what it saw? ``readout_r2_untrained``
+  decision needs (``diagnosis.py``): does the network remember what it saw? ``readout_r2_untrained``
   is the same readout from a freshly initialised network of the same size fed the same inputs (a
   random recurrent "reservoir"): the part of the memory that training added.
 
@@ -25,21 +25,21 @@ tasks of the run's family and reports:
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from diagnosis import run_diagnosis, trained_and_untrained_r2  # beside this script
 
 from metarl.agents.rl2 import collect_trials
 from metarl.agents.rl2_train import load_run
 from metarl.agents.rl2_trials import TrialVecEnv
-from readout import trained_and_untrained_r2  # benchmarks/rl2/readout.py, beside this script
 
 
-def mdp_targets(states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def mdp_targets(
+    states: np.ndarray, actions: np.ndarray, rewards: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
     """``(B, T, 2 S A + A)``: each pair's posterior mean reward, its visit count, and the posterior
     mean rewards of the current state's actions, before step ``t`` (the decision-relevant part).
 
@@ -121,17 +121,9 @@ def diagnose(run: Path, n_tasks: int, seed: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--run", type=Path, required=True, action="append", help="RL² run directory (repeatable)"
+    run_diagnosis(
+        __doc__.splitlines()[0], "TabularMDP", 300, lambda run, tasks, seed: [diagnose(run, tasks, seed)]
     )
-    parser.add_argument("--tasks", type=int, default=300, help="the first N test tasks, one trial each")
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    if args.tasks < 1:
-        raise SystemExit(f"--tasks must be a positive int, got {args.tasks}")
-    for run in args.run:
-        print(json.dumps(diagnose(run, args.tasks, args.seed)))
 
 
 if __name__ == "__main__":

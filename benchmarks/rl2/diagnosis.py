@@ -1,6 +1,7 @@
-"""Does an RL² GRU remember what it saw? Linear readouts of trial statistics from its hidden state.
+"""Shared by ``diagnose_bandit_policy.py`` and ``diagnose_mdp_policy.py``: their command line, and
+linear readouts of trial statistics from an RL² GRU's hidden state (does it remember what it saw?).
 
-Shared by ``diagnose_bandit_policy.py`` and ``diagnose_mdp_policy.py``. A ridge regression from the
+A ridge regression from the
 hidden state the policy acts on at step ``t`` (it has seen steps ``< t``) to statistics of the trial
 so far is fitted on the first half of the trials and scored (R²) on the second half, per window of
 steps. A high R² says the statistic is linearly available to the policy and value heads, which are
@@ -9,6 +10,10 @@ linear in the hidden state; a low one says the memory, not the policy, is the bo
 
 from __future__ import annotations
 
+import argparse
+import itertools
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +25,7 @@ from metarl.agents.rl2 import RL2
 def windows(n_steps: int) -> list[tuple[int, int]]:
     """Step windows: the first 10 steps, then growing spans to the end of the trial."""
     edges = sorted({0, min(10, n_steps), min(30, n_steps), n_steps // 2, n_steps})
-    return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
 def ridge_r2(
@@ -65,3 +70,29 @@ def trained_and_untrained_r2(
             hidden, _ = model.gru(inputs)
         out.append(ridge_r2(hidden.numpy().astype(np.float64), targets, groups))
     return out[0], out[1]
+
+
+def run_diagnosis(
+    description: str,
+    family: str,
+    default_tasks: int,
+    diagnose: Callable[[Path, int, int], list[dict[str, Any]]],
+) -> None:
+    """The diagnose scripts' command line: ``--run`` (repeatable), ``--tasks``, ``--seed``; prints
+    each row ``diagnose(run, tasks, seed)`` returns as one JSON line."""
+    import json
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--run", type=Path, required=True, action="append", help=f"RL² {family} run directory (repeatable)"
+    )
+    parser.add_argument(
+        "--tasks", type=int, default=default_tasks, help="the first N test tasks, one trial each"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if args.tasks < 1:
+        raise SystemExit(f"--tasks must be a positive int, got {args.tasks}")
+    for run in args.run:
+        for row in diagnose(run, args.tasks, args.seed):
+            print(json.dumps(row), flush=True)
