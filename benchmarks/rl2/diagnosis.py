@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,6 @@ def run_diagnosis(
 ) -> None:
     """The diagnose scripts' command line: ``--run`` (repeatable), ``--tasks``, ``--seed``; prints
     each row ``diagnose(run, tasks, seed)`` returns as one JSON line."""
-    import json
-
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--run", type=Path, required=True, action="append", help=f"RL² {family} run directory (repeatable)"
