@@ -31,17 +31,7 @@ import numpy as np
 import torch
 
 import metarl
-from metarl.agents.checkpoint import load_checkpoint
-from metarl.agents.maml_train import CHECKPOINT_FORMAT, build, restore
-from metarl.agents.maml_trpo import MAMLTRPOConfig
-
-
-def load(path: Path) -> Any:
-    data = load_checkpoint(path, CHECKPOINT_FORMAT)
-    config = MAMLTRPOConfig.from_saved(json.loads(data["config"]))
-    algo, _ = build(config)
-    restore(algo, data, str(path))
-    return algo
+from metarl.agents.maml_train import load_algorithm
 
 
 def summarise(returns: np.ndarray, goals: np.ndarray) -> dict[str, Any]:
@@ -124,7 +114,7 @@ def main() -> None:
     sets = {"test": list(family.test), "validation": list(family.validation), "fresh": fresh}
     rows = []
     for path in args.checkpoint:
-        learner = load(path).learner(str(path), later_step_scale=0.5)
+        learner = load_algorithm(path).learner(str(path), later_step_scale=0.5)
         row: dict[str, Any] = {
             "checkpoint": str(path),
             "draw_seed": args.draw_seed,
