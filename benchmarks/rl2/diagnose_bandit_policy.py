@@ -42,24 +42,18 @@ def pull_statistics(actions: np.ndarray, rewards: np.ndarray, means: np.ndarray)
     n_trials, n_pulls = actions.shape
     k = means.shape[1]
     rows = np.arange(n_trials)
-    counts = np.zeros((n_trials, k))
-    successes = np.zeros((n_trials, k))
-    untried = np.zeros((n_trials, n_pulls), dtype=bool)
-    post_best = np.zeros((n_trials, n_pulls), dtype=bool)
-    for t in range(n_pulls):
-        a = actions[:, t]
-        tried = counts > 0
-        posterior = np.where(tried, (1.0 + successes) / (2.0 + counts), -np.inf)
-        untried[:, t] = ~tried[rows, a]
-        best = posterior.max(1)
-        post_best[:, t] = tried.any(1) & (posterior[rows, a] >= best - 1e-12)
-        counts[rows, a] += 1.0
-        successes[rows, a] += rewards[:, t]
+    before = bandit_targets(actions, rewards, k)  # posterior means and counts before each pull
+    tried = before[..., k:] > 0
+    posterior = np.where(tried, before[..., :k], -np.inf)
+    cols = np.arange(n_pulls)
+    untried = ~tried[rows[:, None], cols, actions]
+    post_best = tried.any(-1) & (posterior[rows[:, None], cols, actions] >= posterior.max(-1) - 1e-12)
+    arms_tried = float(((before[:, -1, k:] > 0) | (np.arange(k) == actions[:, -1:])).sum(1).mean())
     true_best = actions == means.argmax(1)[:, None]
     regret = means.max(1)[:, None] - means[rows[:, None], actions]
     out: dict[str, Any] = {
         "return": float(rewards.sum(1).mean()),
-        "arms_tried": float((counts > 0).sum(1).mean()),
+        "arms_tried": arms_tried,
         "windows": {},
     }
     for lo, hi in windows(n_pulls):
