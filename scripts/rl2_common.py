@@ -111,12 +111,22 @@ def training_record(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def trained_on(config: Mapping[str, Any]) -> str:
+    """The task setting a run was trained on, from its config: the family's keyword arguments and
+    the trial length (a model can be scored on another setting, e.g. n = 500 pulls after training
+    with n = 100)."""
+    parts = [f"{k}={v}" for k, v in sorted((config.get("family_kwargs") or {}).items())]
+    if config.get("episodes_per_trial") is not None:
+        parts.append(f"episodes_per_trial={config['episodes_per_trial']}")
+    return ", ".join(parts) or "the family's defaults"
+
+
 def runs_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
-    """The Markdown table of the scored runs (from :func:`training_record`): steps, updates,
-    training wall-clock and directory, one row per setting."""
+    """The Markdown table of the scored runs (from :func:`training_record`): the setting each was
+    trained on, steps, updates, training wall-clock and directory, one row per scored setting."""
     lines = [
-        "| setting | RL² env steps | updates | training wall-clock (s) | run |",
-        "|---|---|---|---|---|",
+        "| setting | trained on | RL² env steps | updates | training wall-clock (s) | run |",
+        "|---|---|---|---|---|---|",
     ]
     for key, r in records.items():
         steps, updates, seconds, run = r["env_steps"], r["updates"], r["train_seconds"], f"`{r['run_dir']}`"
@@ -128,7 +138,7 @@ def runs_markdown(records: Mapping[str, Mapping[str, Any]]) -> str:
             run += f", {'warm-started' if i == 0 else 'which was warm-started'} from `{warm['path']}`"
             if warm.get("earlier_unknown"):
                 run += " (whose own source, if any, could not be read)"
-        lines.append(f"| {key} | {steps} | {updates} | {seconds} | {run} |")
+        lines.append(f"| {key} | {trained_on(r['config'])} | {steps} | {updates} | {seconds} | {run} |")
     return "\n".join(lines)
 
 

@@ -354,6 +354,9 @@ def test_warm_start_lineage_follows_a_chain_of_warm_starts(tmp_path) -> None:
     spec.loader.exec_module(common)
     row = common.runs_markdown({"n=5": common.training_record(tmp_path / "c")}).splitlines()[-1]
     assert "| 120 + 80 + 40 | 3 + 2 + 1 |" in row and row.count("warm-started from") == 2
+    assert row.startswith("| n=5 | n_arms=3, n_pulls=5, split_sizes=")
+    assert common.trained_on({"family_kwargs": {"n_pulls": 100, "n_arms": 5}}) == "n_arms=5, n_pulls=100"
+    assert common.trained_on({"family_kwargs": {}, "episodes_per_trial": 3}) == "episodes_per_trial=3"
 
 
 # ----------------------------------------------------------------------------- value normalisation
