@@ -139,6 +139,14 @@ class RL2Config:
     #: teaches slowly on the tabular MDP (``benchmarks/rl2/diagnose_mdp_policy.py``'s readout).
     #: Discrete action spaces only.
     aux_reward_coef: float = 0.0
+    #: Tell the value function how much of the trial is left (``False``: the RL² of Duan et al.).
+    #: With ``r = 1 - t / T`` at step ``t`` of a trial of at most ``T`` steps, the value is
+    #: ``v(h) + r * u(h)``: a second linear head ``u`` on the value's GRU state, initialised to
+    #: zero, so a warm start from a run without it begins with that run's values. The policy's
+    #: inputs are unchanged (it still has no clock); only the critic learns that the reward still
+    #: to come scales with the steps left, which a GRU has to count otherwise (Pardo et al. 2018,
+    #: "Time limits in reinforcement learning"). Its errors would bias GAE's advantages.
+    value_time: bool = False
     #: Training length in environment steps (padding steps not counted).
     total_env_steps: int = 1_000_000
     #: Seed of every random stream of the run.
@@ -174,6 +182,7 @@ class RL2Config:
             check_str(own, name, getattr(self, name))
         check_bool(own, "value_norm", self.value_norm)
         check_bool(own, "separate_value", self.separate_value)
+        check_bool(own, "value_time", self.value_time)
         check_sampler_options(own, self)
         if not isinstance(self.family_kwargs, dict) or not all(
             isinstance(k, str) for k in self.family_kwargs
@@ -270,6 +279,9 @@ class RL2ActorCritic(nn.Module):
     The recurrent state is ``(1, B, hidden_size)``, or ``(1, B, 2 * hidden_size)`` with
     ``separate_value``: the policy GRU's state, then the value GRU's.
 
+    With ``value_horizon=T`` the value at trial step ``t`` is ``v(h) + (1 - t / T) * u(h)``
+    (:attr:`RL2Config.value_time`); ``u`` starts at zero.
+
     Discrete actions: categorical logits. Box actions: a diagonal Gaussian in normalised units with
     a state-independent log standard deviation. Parameters are initialised from ``generator`` only.
     """
@@ -290,11 +302,16 @@ class RL2ActorCritic(nn.Module):
         value_norm: bool = False,
         separate_value: bool = False,
         aux_reward: bool = False,
+        value_horizon: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if aux_reward and not discrete:
             raise ValueError("the auxiliary reward head (aux_reward) needs a discrete action space")
+        if value_horizon is not None and not (isinstance(value_horizon, int) and value_horizon >= 1):
+            raise ValueError(
+                f"value_horizon must be a positive int (a trial's steps) or None, got {value_horizon!r}"
+            )
         self.discrete = discrete
         self.hidden_size = hidden_size
         self.value_norm = value_norm
@@ -329,22 +346,29 @@ class RL2ActorCritic(nn.Module):
         if self.aux is not None:
             nn.init.orthogonal_(self.aux.weight, gain=1.0, generator=generator)
             nn.init.zeros_(self.aux.bias)
+        #: With ``value_horizon``: the value's time-left head ``u`` (zero at first: no draws).
+        self.value_horizon = value_horizon
+        self.v_time = nn.Linear(hidden_size, 1) if value_horizon is not None else None
+        if self.v_time is not None:
+            nn.init.zeros_(self.v_time.weight)
+            nn.init.zeros_(self.v_time.bias)
 
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(1, batch, self.hidden_size * (2 if self.separate_value else 1))
 
     def forward(
-        self, x: torch.Tensor, h0: torch.Tensor | None = None
+        self, x: torch.Tensor, h0: torch.Tensor | None = None, t0: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x``: ``(B, T, input_dim)`` -> (policy params ``(B, T, act_dim)``, values ``(B, T)``, ``h_T``).
 
         Values are in return units, also with ``value_norm`` (the head's output de-normalised).
+        ``t0``: the trial step of ``x[:, 0]`` (only the values depend on it, with ``value_horizon``).
         """
-        params, values, h, _ = self.forward_with_aux(x, h0)
+        params, values, h, _ = self.forward_with_aux(x, h0, t0)
         return params, values, h
 
     def forward_with_aux(
-        self, x: torch.Tensor, h0: torch.Tensor | None = None
+        self, x: torch.Tensor, h0: torch.Tensor | None = None, t0: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """As :meth:`forward`, plus the auxiliary head's reward predictions ``(B, T, act_dim)``
         (``None`` without one), from the same pass of the GRU."""
@@ -357,6 +381,9 @@ class RL2ActorCritic(nn.Module):
             v_out, hv = self.v_gru(x, None if hv is None else hv.contiguous())
             h = torch.cat([hp, hv], dim=-1)
         values = self.v(v_out).squeeze(-1)
+        if self.v_time is not None and self.value_horizon is not None:
+            steps = torch.arange(t0, t0 + x.shape[1], dtype=values.dtype)
+            values = values + (1.0 - steps / self.value_horizon) * self.v_time(v_out).squeeze(-1)
         if self.value_norm:
             mean, std = self.return_stats()
             values = values * std + mean
@@ -391,6 +418,9 @@ class RL2ActorCritic(nn.Module):
         new_mean, new_std = self.return_stats()
         self.v.weight.mul_(old_std / new_std)
         self.v.bias.mul_(old_std).add_(old_mean - new_mean).div_(new_std)
+        if self.v_time is not None:  # the time-left term is a scale: no shift
+            self.v_time.weight.mul_(old_std / new_std)
+            self.v_time.bias.mul_(old_std / new_std)
 
     def distribution(self, params: torch.Tensor) -> torch.distributions.Distribution:
         if self.discrete:
@@ -457,7 +487,7 @@ def collect_trials(
 
     def act(t: int, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         nonlocal h
-        params, value, h = model(xt[:, None], h)
+        params, value, h = model(xt[:, None], h, t)
         params, value = params[:, 0], value[:, 0]
         action = model.sample(params, generator, deterministic)
         return action, model.distribution(params).log_prob(action), value
@@ -570,7 +600,9 @@ def aux_reward_loss(
 
 
 # --------------------------------------------------------------------------------- the agent
-def build_model(config: RL2Config, inputs: TrialInputs, generator: torch.Generator) -> RL2ActorCritic:
+def build_model(
+    config: RL2Config, inputs: TrialInputs, generator: torch.Generator, max_trial_steps: int
+) -> RL2ActorCritic:
     return RL2ActorCritic(
         inputs.input_dim,
         inputs.act_dim,
@@ -580,6 +612,7 @@ def build_model(config: RL2Config, inputs: TrialInputs, generator: torch.Generat
         value_norm=config.value_norm,
         separate_value=config.separate_value,
         aux_reward=config.aux_reward_coef > 0,
+        value_horizon=int(max_trial_steps) if config.value_time else None,
         generator=generator,
     )
 
@@ -631,7 +664,7 @@ class RL2:
                 f"RL2Config.aux_reward_coef={config.aux_reward_coef} needs a discrete action space; "
                 f"{self.family.id} acts in {self.inputs.action_space}"
             )
-        self.model = build_model(config, self.inputs, self.torch_gen)
+        self.model = build_model(config, self.inputs, self.torch_gen, self.max_trial_steps)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=1e-5)
         self.updates = 0
         self.env_steps = 0

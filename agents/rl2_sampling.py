@@ -93,7 +93,7 @@ def collect_seeded_trials(
         outs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         for j in range(n_blocks):
             rows = slice(j * b, (j + 1) * b)
-            params, value, h = model(grid_x[rows], grid_h[:, rows])
+            params, value, h = model(grid_x[rows], grid_h[:, rows], t)
             params, value = params[:, 0], value[:, 0]
             grid_h[:, rows] = h
             action = _sample(model, params, grid_noise[rows], deterministic)
@@ -157,6 +157,7 @@ class TrialShardJob:
     deterministic: bool = False
     value_norm: bool = False
     separate_value: bool = False
+    value_horizon: int | None = None
 
     def __call__(
         self, runner: ShardRunner, policy_state: PolicyState, tasks: tuple[Task, ...], task_offset: int,
@@ -167,7 +168,7 @@ class TrialShardJob:
         model = RL2ActorCritic(
             self.input_dim, self.act_dim, discrete=self.discrete, hidden_size=self.hidden_size,
             value_norm=self.value_norm, separate_value=self.separate_value,
-            generator=torch.Generator().manual_seed(0),
+            value_horizon=self.value_horizon, generator=torch.Generator().manual_seed(0),
         )  # fmt: skip
         model.load_state_dict(dict(policy_state))
         env = TrialVecEnv(runner.family, len(tasks), self.episodes_per_trial, vec=runner.vec_env(tasks))
@@ -223,7 +224,7 @@ class TrialSampler:
         """One trial per task (trial ``k`` on ``tasks[k]``) with ``model``'s current weights."""
         job = TrialShardJob(model.gru.input_size, model.pi.out_features, model.discrete,
                             model.hidden_size, self.episodes_per_trial, deterministic,
-                            model.value_norm, model.separate_value)  # fmt: skip
+                            model.value_norm, model.separate_value, model.value_horizon)  # fmt: skip
         # the workers only act: they need the policy and value network, not the auxiliary reward head
         state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("aux.")}
         shares = self.sampler.map_shares(job, state, tasks, seed)

@@ -175,11 +175,12 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
     if differ:
         detail = ", ".join(f"{f}: {theirs.get(f)!r} there, {ours.get(f)!r} here" for f in differ)
         raise ValueError(f"cannot warm-start from {path}: its network differs ({detail})")
-    # the auxiliary reward head is not part of the policy: a run may add it (it starts fresh) or drop it
-    weights = {k: v for k, v in state["model"].items() if not k.startswith("aux.")}
-    if agent.model.aux is not None:
-        own_aux = {k: v for k, v in agent.model.state_dict().items() if k.startswith("aux.")}
-        weights.update({k: state["model"].get(k, v) for k, v in own_aux.items()})
+    # the auxiliary reward head and the value's time-left head are not part of the policy: a run may
+    # add them (they start as built) or drop them
+    optional = ("aux.", "v_time.")
+    weights = {k: v for k, v in state["model"].items() if not k.startswith(optional)}
+    own = {k: v for k, v in agent.model.state_dict().items() if k.startswith(optional)}
+    weights.update({k: state["model"].get(k, v) for k, v in own.items()})
     try:
         agent.model.load_state_dict(weights)
     except RuntimeError as err:  # e.g. another number of arms: the inputs have another size

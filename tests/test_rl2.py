@@ -603,3 +603,93 @@ def test_aux_reward_head_warm_starts_either_way_and_needs_discrete_actions(tmp_p
         ValueError, match=r"aux_reward_coef=0\.5 needs a discrete action space; Navigation2D-v0"
     ):
         RL2(small_config(**nav, aux_reward_coef=0.5))
+
+
+# ----------------------------------------------------------------------------- time-aware value
+def test_value_time_head_starts_at_zero_and_values_use_the_steps_left() -> None:
+    from metarl.agents.rl2 import RL2ActorCritic
+
+    plain = RL2(small_config())
+    timed = RL2(small_config(value_time=True))
+    # T is the bound on a trial's steps: 5 one-pull episodes of at most 2 steps
+    assert plain.model.v_time is None and timed.model.value_horizon == timed.max_trial_steps == 10
+    # built last and zero: every other parameter starts as without it, and so do the values
+    shared = {k: v for k, v in timed.model.state_dict().items() if not k.startswith("v_time.")}
+    torch.testing.assert_close(shared, plain.model.state_dict(), rtol=0, atol=0)
+    x = torch.randn(4, 5, plain.inputs.input_dim, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(timed.model(x)[1], plain.model(x)[1], rtol=0, atol=0)
+    # v(h) + (1 - t / T) u(h), with t counted from t0
+    model = RL2ActorCritic(4, 3, discrete=True, hidden_size=8, value_horizon=10,
+                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert model.v_time is not None
+    with torch.no_grad():
+        model.v_time.weight.normal_(generator=torch.Generator().manual_seed(2))
+        model.v_time.bias.fill_(0.3)
+        x = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(3))
+        out, _ = model.gru(x)
+        v, u = model.v(out).squeeze(-1), model.v_time(out).squeeze(-1)
+        left = torch.tensor([1.0 - 4 / 10, 1.0 - 5 / 10, 1.0 - 6 / 10])
+        torch.testing.assert_close(model(x, t0=4)[1], v + left * u)
+        # a step at a time with its own t0 gives the whole-sequence values
+        h, steps = model.initial_state(2), []
+        for t in range(3):
+            _, vt, h = model(x[:, t : t + 1], h, 4 + t)
+            steps.append(vt)
+        torch.testing.assert_close(torch.cat(steps, 1), model(x, t0=4)[1], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="value_horizon must be a positive int"):
+        RL2ActorCritic(4, 3, discrete=True, hidden_size=8, value_horizon=0)
+    with pytest.raises(ValueError, match="value_time must be true or false, got 1"):
+        small_config(value_time=1)
+
+
+def test_value_time_head_is_rescaled_by_value_norm_and_learns(tmp_path) -> None:
+    from metarl.agents.rl2 import RL2ActorCritic
+
+    model = RL2ActorCritic(4, 3, discrete=True, hidden_size=8, value_norm=True, value_horizon=6,
+                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert model.v_time is not None
+    with torch.no_grad():
+        model.v_time.weight.normal_(generator=torch.Generator().manual_seed(2))
+        model.v_time.bias.fill_(-0.7)
+    x = torch.randn(5, 6, 4, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    for k in range(3):  # the statistics move, the values in return units stay
+        before = model(x)[1]
+        model.update_return_stats(
+            50.0 + 20.0 * torch.randn(3, 4, generator=torch.Generator().manual_seed(k)), mask
+        )
+        torch.testing.assert_close(model(x)[1], before, rtol=1e-5, atol=1e-4)
+    # trained, the head leaves zero; the per-task sampler's workers build it too
+    for sampler in ("local", "local-per-task"):
+        run = train(small_config(value_time=True, value_norm=True, sampler=sampler), tmp_path / sampler,
+                    progress=False, max_updates=2)  # fmt: skip
+        assert run.model.v_time is not None and float(run.model.v_time.weight.detach().abs().sum()) > 0
+
+
+def test_values_recorded_while_acting_match_the_update_pass_with_value_time() -> None:
+    # the trial step the values were computed at during collection is the one of the update's pass
+    agent = RL2(small_config(value_time=True))
+    assert agent.model.v_time is not None
+    with torch.no_grad():
+        agent.model.v_time.weight.normal_(generator=torch.Generator().manual_seed(2))
+        agent.model.v_time.bias.fill_(1.0)
+    batch = collect_trials(agent.model, agent.env, agent.sampler(8, np.random.default_rng(0)), seed=1,
+                           generator=torch.Generator().manual_seed(1))  # fmt: skip
+    with torch.no_grad():
+        _, values, _, _ = agent.model.forward_with_aux(batch.inputs)
+    torch.testing.assert_close(values[batch.mask], batch.values[batch.mask], rtol=0, atol=1e-5)
+
+
+def test_value_time_head_warm_starts_either_way(tmp_path) -> None:
+    source = train(small_config(), tmp_path / "src", progress=False, max_updates=1)
+    warm = train(small_config(value_time=True), tmp_path / "warm", progress=False, max_updates=0,
+                 init_from=tmp_path / "src")  # fmt: skip
+    src = source.model.state_dict()
+    for key, value in warm.model.state_dict().items():
+        # the source's network, and a time head at zero: the source's values exactly
+        torch.testing.assert_close(value, torch.zeros_like(value) if key.startswith("v_time.") else src[key])
+    back = train(
+        small_config(), tmp_path / "back", progress=False, max_updates=0, init_from=tmp_path / "warm"
+    )
+    assert back.model.v_time is None
+    torch.testing.assert_close(back.model.state_dict(), src, rtol=0, atol=0)
