@@ -147,6 +147,17 @@ class RL2Config:
     #: to come scales with the steps left, which a GRU has to count otherwise (Pardo et al. 2018,
     #: "Time limits in reinforcement learning"). Its errors would bias GAE's advantages.
     value_time: bool = False
+    #: The reward the PPO targets are computed from. ``"sampled"``: the reward received (the RL² of
+    #: Duan et al.). ``"expected"``: the env's ``info["expected_reward"]``, the mean of that reward
+    #: given the task, state and action (the pulled arm's ``p``, the MDP's ``mu[s, a]``). The policy
+    #: still sees, and acts on, the sampled rewards; only the returns, advantages and value targets
+    #: change. The policy gradient stays unbiased: for ``s >= t`` the expectation of
+    #: ``grad log pi(a_t | h_t) * r_s`` equals that of ``grad log pi(a_t | h_t) * E[r_s | task, h_s, a_s]``
+    #: (condition on ``(task, h_s, a_s)``, which fixes the score term), while the reward noise (a
+    #: Bernoulli's ``p (1 - p)``, the MDP's unit-variance Gaussian) leaves the return. This uses the
+    #: task's parameters in training (as a privileged critic does); evaluation is unchanged. The
+    #: family must report ``expected_reward`` in its step info (bandits and tabular MDPs do).
+    reward_signal: Literal["sampled", "expected"] = "sampled"
     #: Training length in environment steps (padding steps not counted).
     total_env_steps: int = 1_000_000
     #: Seed of every random stream of the run.
@@ -178,7 +189,7 @@ class RL2Config:
     def __post_init__(self) -> None:
         # types first, so the range checks below compare numbers (JSON and TOML give any type)
         own = "RL2Config"
-        for name in ("family", "task_source", "backend"):
+        for name in ("family", "task_source", "backend", "reward_signal"):
             check_str(own, name, getattr(self, name))
         check_bool(own, "value_norm", self.value_norm)
         check_bool(own, "separate_value", self.separate_value)
@@ -224,6 +235,10 @@ class RL2Config:
         for name in ("learning_rate", "clip_coef", "max_grad_norm", "reward_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RL2Config.{name} must be positive, got {getattr(self, name)!r}")
+        if self.reward_signal not in ("sampled", "expected"):
+            raise ValueError(
+                f"RL2Config.reward_signal must be 'sampled' or 'expected', got {self.reward_signal!r}"
+            )
         if self.task_source not in ("sample", "train"):
             raise ValueError(f"RL2Config.task_source must be 'sample' or 'train', got {self.task_source!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
@@ -453,6 +468,7 @@ class TrialBatch(NamedTuple):
     rewards: torch.Tensor  # (B, T) float32, raw
     episode_done: torch.Tensor  # (B, T) bool
     mask: torch.Tensor  # (B, T) bool
+    expected_rewards: torch.Tensor  # (B, T) float32, the env's info["expected_reward"]; NaN if not reported
 
     @property
     def trial_returns(self) -> torch.Tensor:
@@ -515,6 +531,7 @@ def run_trials(env: TrialVecEnv, x: np.ndarray, act: TrialActFn) -> TrialBatch:
             ("rewards", torch.from_numpy(step.rewards).float()),
             ("episode_done", torch.from_numpy(step.episode_done)),
             ("mask", torch.from_numpy(step.active)),
+            ("expected_rewards", torch.from_numpy(step.expected_rewards).float()),
         ):
             cols[key].append(val)
         x = step.inputs
@@ -693,6 +710,18 @@ class RL2:
     def _learning_rate(self) -> float:
         return self._scheduled(self.config.learning_rate, self.config.learning_rate_final)
 
+    def _signal_rewards(self, batch: TrialBatch) -> torch.Tensor:
+        """The rewards the PPO targets use (``RL2Config.reward_signal``), zero on padding."""
+        if self.config.reward_signal == "sampled":
+            return batch.rewards
+        expected = batch.expected_rewards
+        if torch.isnan(expected[batch.mask]).any():
+            raise ValueError(
+                f"RL2Config.reward_signal='expected' needs info['expected_reward'] at every step; "
+                f"{self.config.family} does not report it (use reward_signal='sampled')"
+            )
+        return torch.where(batch.mask, expected, torch.zeros((), dtype=expected.dtype))
+
     def train_step(self) -> dict[str, float]:
         """Collect one batch of trials and run the PPO epochs on it; return statistics."""
         c = self.config
@@ -703,7 +732,7 @@ class RL2:
         else:
             batch = self._trial_sampler().collect(self.model, tasks, seed)
         adv, returns = trial_gae(
-            batch.rewards * c.reward_scale, batch.values, batch.mask, c.gamma, c.gae_lambda
+            self._signal_rewards(batch) * c.reward_scale, batch.values, batch.mask, c.gamma, c.gae_lambda
         )
         m = batch.mask
         if c.value_norm:

@@ -33,7 +33,7 @@ import numpy as np
 
 from metarl.family import TaskFamily
 from metarl.task import Task, check_int
-from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, make_vec
+from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, make_vec, step_info
 
 __all__ = ["TaskSampler", "TrialInputs", "TrialStep", "TrialVecEnv"]
 
@@ -173,6 +173,8 @@ class TrialStep:
         episode_done: ``(n,)`` this step ended an episode (termination or truncation).
         active: ``(n,)`` this step belonged to a running trial (padding otherwise).
         trial_done: ``(n,)`` the trial has ended (after this step).
+        expected_rewards: ``(n,)`` float64 ``info["expected_reward"]`` of this step (the reward's
+            mean given the task, state and action), NaN for sub-envs that do not report it.
     """
 
     inputs: np.ndarray
@@ -180,6 +182,7 @@ class TrialStep:
     episode_done: np.ndarray
     active: np.ndarray
     trial_done: np.ndarray
+    expected_rewards: np.ndarray
 
 
 class TrialVecEnv:
@@ -241,9 +244,10 @@ class TrialVecEnv:
         if not self._started:
             raise RuntimeError("call TrialVecEnv.reset(tasks) before step()")
         active = self._episodes < self.episodes_per_trial
-        obs, rewards, terms, truncs, _ = self.vec.step(self.inputs.to_env(policy_actions))
+        obs, rewards, terms, truncs, infos = self.vec.step(self.inputs.to_env(policy_actions))
         done = np.asarray(terms, dtype=bool) | np.asarray(truncs, dtype=bool)
         rewards = np.asarray(rewards, dtype=np.float64)
+        expected = step_info(infos, "expected_reward", done, np.nan)
         self._episodes += done & active
         inputs = self.inputs.build(obs, self.inputs.encode_action(policy_actions), rewards, done)
         return TrialStep(
@@ -252,6 +256,9 @@ class TrialVecEnv:
             episode_done=done,
             active=active,
             trial_done=self._episodes >= self.episodes_per_trial,
+            expected_rewards=(
+                np.full(len(rewards), np.nan) if expected is None else expected.astype(np.float64)
+            ),
         )
 
     @property

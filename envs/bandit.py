@@ -10,6 +10,10 @@ Observation: always ``[0.0]``, in a ``Box(-1, 1, shape=(1,))``; it carries no in
 reward is the signal) and exists because Gymnasium envs need one. The declared bounds are wider
 than the constant so that code normalising by ``high - low`` does not divide by zero.
 
+Step info: ``"expected_reward"``, the pulled arm's mean ``p[a]`` (what the pull pays on average).
+A learner must not act on it (it is the task); RL² can train on it in place of the sampled reward
+(``RL2Config.reward_signal``).
+
 Randomness: ``reset`` draws the episode's single uniform ``u`` from ``np_random``; the pull pays
 ``1.0`` iff ``u < p[a]``. The batched env draws ``u`` from ``np_randoms[i]`` at each sub-env's
 reset in the same way and compares in one vectorised step, so both match bit for bit for the
@@ -134,7 +138,13 @@ class BernoulliBanditEnv(TaskEnv, gym.Env):
             self._u = float(self.np_random.random())
         reward = 1.0 if self._u < self._means[arm] else 0.0
         self._u = None
-        return np.zeros(1, dtype=np.float32), reward, True, False, {}
+        return (
+            np.zeros(1, dtype=np.float32),
+            reward,
+            True,
+            False,
+            {"expected_reward": float(self._means[arm])},
+        )
 
 
 class BernoulliBanditVectorEnv(BatchedTaskVectorEnv):
@@ -153,6 +163,8 @@ class BernoulliBanditVectorEnv(BatchedTaskVectorEnv):
 
     def _step_envs(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         arms = _check_discrete_actions(actions, self._means.shape[1], "actions")
-        rewards = (self._u < self._means[np.arange(self.num_envs), arms]).astype(np.float64)
+        means = self._means[np.arange(self.num_envs), arms]
+        rewards = (self._u < means).astype(np.float64)
         obs = np.zeros((self.num_envs, 1), dtype=np.float32)
-        return obs, rewards, np.ones(self.num_envs, dtype=bool), {}
+        info = {"expected_reward": means, "_expected_reward": np.ones(self.num_envs, dtype=bool)}
+        return obs, rewards, np.ones(self.num_envs, dtype=bool), info

@@ -9,6 +9,10 @@ consecutive episodes on the same task (RL² uses 10, 25, 50, 75 and 100). Defaul
 
 Observation: the current state, ``Discrete(S)``. Action: ``Discrete(A)``.
 
+Step info: ``"expected_reward"``, ``mu[s, a]`` of the step (its reward without the noise). A
+learner must not act on it (it is the task); RL² can train on it in place of the sampled reward
+(``RL2Config.reward_signal``).
+
 Randomness: ``reset`` draws the whole episode's randomness from ``np_random`` at once: ``H``
 uniforms (``rng.random(H)``), then ``H`` standard normals (``rng.standard_normal(H)``), where
 ``H`` is the horizon. Step ``t`` moves to the next state by inverse-CDF sampling,
@@ -171,7 +175,7 @@ class TabularMDPEnv(TaskEnv, gym.Env):
         reward = float(self._means[s, a] + self._z[t])
         self._state = min(int(np.count_nonzero(self._cdf[s, a] <= self._u[t])), self.n_states - 1)
         self._t += 1
-        return self._state, reward, False, False, {}
+        return self._state, reward, False, False, {"expected_reward": float(self._means[s, a])}
 
 
 class TabularMDPVectorEnv(BatchedTaskVectorEnv):
@@ -204,8 +208,10 @@ class TabularMDPVectorEnv(BatchedTaskVectorEnv):
         a = _check_actions(actions, self._n_actions, "actions")
         idx = np.arange(self.num_envs)
         s, t = self._state, self._t
-        rewards = self._means[idx, s, a] + self._z[idx, t]
+        means = self._means[idx, s, a]
+        rewards = means + self._z[idx, t]
         below = self._cdf[idx, s, a] <= self._u[idx, t][:, None]
         self._state = np.minimum(np.count_nonzero(below, axis=1), self._n_states - 1).astype(np.int64)
         self._t = t + 1
-        return self._state.copy(), rewards, np.zeros(self.num_envs, dtype=bool), {}
+        info = {"expected_reward": means, "_expected_reward": np.ones(self.num_envs, dtype=bool)}
+        return self._state.copy(), rewards, np.zeros(self.num_envs, dtype=bool), info

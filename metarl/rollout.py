@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
-from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, _seeds
+from metarl.vector import BatchedTaskVectorEnv, SyncTaskVectorEnv, _seeds, step_info
 
 __all__ = ["EpisodeBatch", "Policy", "StatefulPolicy", "collect"]
 
@@ -137,19 +137,8 @@ def _final_obs(infos: dict[str, Any], i: int) -> Any:
 
 def _success_flags(infos: dict[str, Any], done: np.ndarray, n: int) -> np.ndarray | None:
     """``info["success"]`` of this step for every sub-env (from ``final_info`` where it reset)."""
-    if "success" not in infos and "final_info" not in infos:
-        return None
-    flags = np.zeros(n, dtype=bool)
-    if "success" in infos:
-        flags |= np.asarray(infos["success"], dtype=bool) & np.asarray(
-            infos.get("_success", np.ones(n, bool))
-        )
-    final = infos.get("final_info")
-    if isinstance(final, dict) and "success" in final:
-        flags = np.where(done, np.asarray(final["success"], dtype=bool), flags)
-    elif final is not None and "success" not in infos:
-        return None
-    return flags
+    flags = step_info(infos, "success", done, False)
+    return None if flags is None else flags.astype(bool)
 
 
 def collect(

@@ -28,7 +28,14 @@ from gymnasium.vector.utils import batch_space
 from metarl.family import TaskEnv, TaskFamily, TaskNotSetError
 from metarl.task import Task, check_int
 
-__all__ = ["AUTORESET_MODE", "BatchedTaskVectorEnv", "SyncTaskVectorEnv", "TaskVectorEnv", "make_vec"]
+__all__ = [
+    "AUTORESET_MODE",
+    "BatchedTaskVectorEnv",
+    "SyncTaskVectorEnv",
+    "TaskVectorEnv",
+    "make_vec",
+    "step_info",
+]
 
 AUTORESET_MODE = AutoresetMode.SAME_STEP
 
@@ -194,6 +201,31 @@ class SyncTaskVectorEnv(TaskVectorEnv, SyncVectorEnv):
             task_env = env.unwrapped
             assert isinstance(task_env, TaskEnv), "family envs are TaskEnvs (TaskFamily.make_env checks)"
             task_env.set_task(task)
+
+
+def step_info(infos: dict[str, Any], key: str, done: np.ndarray, fill: Any) -> np.ndarray | None:
+    """``info[key]`` of the last step for every sub-env of a metarl vector env; ``None`` when no
+    sub-env reported ``key``.
+
+    Gymnasium's ``SyncVectorEnv`` (same-step autoreset) files the step info of a sub-env whose
+    episode just ended under ``infos["final_info"]`` and puts its reset info at the top level; native
+    batched envs report every sub-env's step info at the top level. Both are read here, each with
+    its ``"_" + key`` mask. Sub-envs that did not report ``key`` get ``fill``.
+    """
+    done = np.asarray(done, dtype=bool)
+    n = done.shape[0]
+    out: np.ndarray | None = None
+    for source, where in ((infos, None), (infos.get("final_info"), done)):
+        if not (isinstance(source, dict) and key in source):
+            continue
+        values = np.asarray(source[key])
+        mask = np.asarray(source.get("_" + key, np.ones(n, dtype=bool)), dtype=bool)
+        if where is not None:
+            mask = mask & where
+        if out is None:
+            out = np.full(n, fill, dtype=np.result_type(values.dtype, np.asarray(fill).dtype))
+        out[mask] = values[mask]
+    return out
 
 
 def make_vec(

@@ -28,10 +28,10 @@ def _single_stream(fam: metarl.TaskFamily, task: metarl.Task, seed: int, actions
     obs, _ = env.reset(seed=seed)
     out = [np.asarray(obs)]
     for a in actions:
-        obs, r, term, trunc, _ = env.step(int(a))
+        obs, r, term, trunc, info = env.step(int(a))
         if term or trunc:
             obs, _ = env.reset()
-        out.append((np.asarray(obs), r, term, trunc))
+        out.append((np.asarray(obs), r, term, trunc, info["expected_reward"]))
     return out
 
 
@@ -47,17 +47,20 @@ def test_batched_env_matches_single_env_step_by_step(fam: metarl.TaskFamily, see
     obs, _ = vec.reset(seed=seed)
     batched = [(obs, None)]
     for a in actions:
-        obs, r, term, trunc, _ = vec.step(a)
-        batched.append((obs, r, term, trunc))
+        obs, r, term, trunc, info = vec.step(a)
+        batched.append(
+            (obs, r, term, trunc, metarl.vector.step_info(info, "expected_reward", term | trunc, np.nan))
+        )
     for i, task in enumerate(vec.subenv_tasks):
         single = _single_stream(fam, task, seed + i, actions[:, i])
         np.testing.assert_array_equal(batched[0][0][i], single[0])
         for t in range(1, steps + 1):
-            obs_b, r_b, term_b, trunc_b = (x[i] for x in batched[t])
-            obs_s, r_s, term_s, trunc_s = single[t]
+            obs_b, r_b, term_b, trunc_b, mean_b = (x[i] for x in batched[t])
+            obs_s, r_s, term_s, trunc_s, mean_s = single[t]
             np.testing.assert_array_equal(obs_b, obs_s)
             assert r_b == r_s  # bit for bit
             assert (term_b, trunc_b) == (term_s, trunc_s)
+            assert mean_b == mean_s
 
 
 def test_bandit_episodes_are_one_pull_and_terminate() -> None:
@@ -118,6 +121,35 @@ def test_mdp_rewards_and_transitions_follow_the_task() -> None:
     assert np.all(counts[P == 0.0] == 0), "a zero-probability transition happened"
     # unit reward noise: standard error <= 1 / sqrt(500) ~ 0.045
     np.testing.assert_allclose(reward_sum / n_sa, mu, atol=0.2)
+
+
+@pytest.mark.parametrize("backend", ["native", "gymnasium"])
+def test_step_info_reports_the_reward_mean_of_the_step(backend: str) -> None:
+    # bandit: the pulled arm's p; MDP: mu[s, a] of the state the step left, so reward - mean is the
+    # pure N(0, 1) noise. Gymnasium's SyncVectorEnv files a finished episode's step info under
+    # final_info; step_info reads both layouts
+    bandit = BernoulliBanditFamily(n_arms=3, split_sizes=SMALL)
+    vec = metarl.make_vec(bandit, [bandit.task(arm_means=[0.2, 0.5, 0.9])], envs_per_task=3, backend=backend)
+    vec.reset(seed=0)
+    _, _, term, trunc, info = vec.step(np.array([2, 0, 1]))
+    np.testing.assert_array_equal(
+        metarl.vector.step_info(info, "expected_reward", term | trunc, np.nan), [0.9, 0.2, 0.5]
+    )
+    mdp = TabularMDPFamily(n_states=3, n_actions=2, split_sizes=SMALL, max_episode_steps=2)
+    mu = np.array([[-1.0, 2.0], [0.5, 3.0], [1.5, 0.0]])
+    task = mdp.task(transitions=np.full((3, 2, 3), 1 / 3), reward_means=mu)
+    vec = metarl.make_vec(mdp, [task], envs_per_task=4, backend=backend)
+    obs, _ = vec.reset(seed=1)
+    noise = []
+    for step in range(200):  # every other step ends an episode
+        a = np.array([0, 1, step % 2, 1 - step % 2])
+        nxt, r, term, trunc, info = vec.step(a)
+        means = metarl.vector.step_info(info, "expected_reward", term | trunc, np.nan)
+        np.testing.assert_array_equal(means, mu[obs, a])
+        noise.append(r - means)
+        obs = nxt
+    assert abs(np.mean(noise)) < 0.1 and abs(np.std(noise) - 1.0) < 0.1
+    assert metarl.vector.step_info({}, "expected_reward", np.zeros(2, bool), np.nan) is None
 
 
 def test_mdp_episode_starts_in_zero_and_truncates_at_ten() -> None:

@@ -693,3 +693,71 @@ def test_value_time_head_warm_starts_either_way(tmp_path) -> None:
     )
     assert back.model.v_time is None
     torch.testing.assert_close(back.model.state_dict(), src, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------- expected-reward training
+def test_expected_reward_signal_uses_the_arm_means_of_the_pulls_and_needs_the_info() -> None:
+    agent = RL2(small_config(reward_signal="expected"))
+    tasks = agent.sampler(8, np.random.default_rng(0))
+    batch = collect_trials(agent.model, agent.env, tasks, seed=1, generator=torch.Generator().manual_seed(1))
+    means = torch.tensor(np.stack([t.array("arm_means") for t in tasks]), dtype=torch.float32)
+    expected = torch.gather(means, 1, batch.actions)
+    signal = agent._signal_rewards(batch)
+    torch.testing.assert_close(signal[batch.mask], expected[batch.mask], rtol=0, atol=0)
+    assert set(batch.rewards[batch.mask].tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(RL2(small_config())._signal_rewards(batch), batch.rewards, rtol=0, atol=0)
+    # the per-task sampler (zero padding) and the Gymnasium backend (final_info) give the same means
+    for sampler, backend in (("local-per-task", "auto"), ("local-per-task", "gymnasium")):
+        other = RL2(small_config(reward_signal="expected", sampler=sampler, backend=backend))
+        b = other._trial_sampler().collect(other.model, tasks, seed=1)
+        torch.testing.assert_close(
+            b.expected_rewards[b.mask], torch.gather(means, 1, b.actions)[b.mask], rtol=0, atol=0
+        )
+        assert math.isfinite(other.train_step()["trial_return"])
+    with pytest.raises(ValueError, match=r"reward_signal must be 'sampled' or 'expected', got 'mean'"):
+        small_config(reward_signal="mean")
+    nav = RL2(small_config(family="Navigation2D-v0", family_kwargs={"split_sizes": SPLITS},
+                           episodes_per_trial=1, reward_signal="expected"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"Navigation2D-v0 does not report it"):
+        nav.train_step()
+
+
+def test_expected_reward_policy_gradient_is_unbiased_with_less_variance() -> None:
+    # two arms, two pulls, a tabular policy whose second pull depends on the first (action, reward):
+    # enumerating every trial, the score-function gradient with reward-to-go from trial_gae
+    # (gamma = lambda = 1, zero values) equals the exact gradient of the expected return with the
+    # sampled rewards and with the arm means in their place; the per-trial estimates vary less
+    p = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    theta0 = torch.tensor([0.4, -0.2], dtype=torch.float64, requires_grad=True)
+    theta1 = torch.tensor([[[0.1, 0.5], [-0.3, 0.2]], [[0.7, -0.6], [0.0, 0.9]]], dtype=torch.float64,
+                          requires_grad=True)  # fmt: skip
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    zeros = torch.zeros(1, 2, dtype=torch.float64)
+    exact = torch.zeros((), dtype=torch.float64)
+    grads: dict[str, list[tuple[float, torch.Tensor]]] = {"sampled": [], "expected": []}
+    for a1 in range(2):
+        for r1 in range(2):
+            for a2 in range(2):
+                for r2 in range(2):
+                    logp1 = torch.log_softmax(theta0, 0)[a1]
+                    logp2 = torch.log_softmax(theta1[a1, r1], 0)[a2]
+                    env = (p[a1] if r1 else 1 - p[a1]) * (p[a2] if r2 else 1 - p[a2])
+                    prob = float((env * (logp1 + logp2).exp()).detach())
+                    exact = exact + env * (logp1 + logp2).exp() * (r1 + r2)
+                    for signal, rewards in (
+                        ("sampled", [float(r1), float(r2)]),
+                        ("expected", [p[a1], p[a2]]),
+                    ):
+                        _, rtg = trial_gae(
+                            torch.tensor([rewards], dtype=torch.float64), zeros, mask, 1.0, 1.0
+                        )
+                        g = torch.autograd.grad(logp1 * rtg[0, 0] + logp2 * rtg[0, 1], (theta0, theta1),
+                                                retain_graph=True)  # fmt: skip
+                        grads[signal].append((prob, torch.cat([x.flatten() for x in g])))
+    true = torch.cat([x.flatten() for x in torch.autograd.grad(exact, (theta0, theta1))])
+    spread = {}
+    for signal, items in grads.items():
+        mean = sum(w * g for w, g in items)
+        torch.testing.assert_close(mean, true, rtol=0, atol=1e-12)
+        spread[signal] = float(sum(w * ((g - mean) ** 2).sum() for w, g in items))
+    assert spread["expected"] < 0.8 * spread["sampled"]
