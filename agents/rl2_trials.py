@@ -256,9 +256,7 @@ class TrialVecEnv:
             episode_done=done,
             active=active,
             trial_done=self._episodes >= self.episodes_per_trial,
-            expected_rewards=(
-                np.full(len(rewards), np.nan) if expected is None else expected.astype(np.float64)
-            ),
+            expected_rewards=np.full(len(rewards), np.nan) if expected is None else expected,
         )
 
     @property

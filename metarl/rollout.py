@@ -135,7 +135,7 @@ def _final_obs(infos: dict[str, Any], i: int) -> Any:
     return infos["final_obs"][i]
 
 
-def _success_flags(infos: dict[str, Any], done: np.ndarray, n: int) -> np.ndarray | None:
+def _success_flags(infos: dict[str, Any], done: np.ndarray) -> np.ndarray | None:
     """``info["success"]`` of this step for every sub-env (from ``final_info`` where it reset)."""
     flags = step_info(infos, "success", done, False)
     return None if flags is None else flags.astype(bool)
@@ -192,7 +192,7 @@ def collect(
         done = terms | truncs
         if observe is not None:
             observe(actions, rewards, terms, truncs, active)
-        succ = _success_flags(infos, done, n)
+        succ = _success_flags(infos, done)
         if has_success is None:
             has_success = succ is not None
         steps_obs.append(obs)
