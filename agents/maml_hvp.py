@@ -97,6 +97,7 @@ class InnerSteps:
         n_tasks: ``K``, the tasks of the meta-batch.
         second_order: keep the gradients' graphs (False: first-order MAML, nothing kept).
         theta: the parameters to start from, by name (default: the policy's own).
+        later_step_scale: every step after the first uses ``step_sizes`` times this.
     """
 
     def __init__(
@@ -107,10 +108,14 @@ class InnerSteps:
         *,
         second_order: bool,
         theta: Mapping[str, Tensor] | None = None,
+        later_step_scale: float = 1.0,
     ) -> None:
         self.policy = policy
         self.names = [n for n, _ in policy.named_parameters()]
         self.alphas = [step_sizes[n] for n in self.names]
+        self.later_step_scale = later_step_scale
+        #: The step sizes each step took, in parameter order (``alphas``, then scaled ones).
+        self.step_alphas: list[list[float]] = []
         self.second_order = second_order
         start = dict(policy.named_parameters()) if theta is None else theta
         #: The parameters after the steps so far, ``(K, ...)`` each, without graphs.
@@ -131,7 +136,10 @@ class InnerSteps:
         if self.second_order:
             self.graphs.append((leaves, grads))
         self.inputs.append(leaves)
-        self.params = [(p - a * g).detach() for p, a, g in zip(leaves, self.alphas, grads, strict=True)]
+        scale = 1.0 if self.steps_taken == 0 else self.later_step_scale
+        alphas = [a * scale for a in self.alphas]
+        self.step_alphas.append(alphas)
+        self.params = [(p - a * g).detach() for p, a, g in zip(leaves, alphas, grads, strict=True)]
         self.steps_taken += 1
         return dict(zip(self.names, self.params, strict=True))
 
@@ -143,10 +151,12 @@ def batched_objective_no_graph(
     inner_data: Sequence[TaskTensors],
     valid: TaskTensors,
     old_dist: DistParams,
+    later_step_scale: float = 1.0,
 ) -> tuple[float, float]:
     """Post-adaptation surrogate and KL at ``theta`` for the line search: each inner gradient by plain
     backpropagation (no ``create_graph``), the validation losses under ``torch.no_grad``."""
-    inner = InnerSteps(policy, step_sizes, valid.obs.shape[0], second_order=False, theta=theta)
+    inner = InnerSteps(policy, step_sizes, valid.obs.shape[0], second_order=False, theta=theta,
+                       later_step_scale=later_step_scale)  # fmt: skip
     params = dict(zip(inner.names, inner.params, strict=True))
     for data in inner_data:
         params = inner.step(data)
@@ -170,6 +180,8 @@ class BatchedOuterStep:
             parameters as the full batch's step.
         inner: the inner steps already taken on ``inner_data`` at the current parameters (by the
             meta-iteration, to sample the post-adaptation episodes); default: take them here.
+        later_step_scale: inner steps after the first use ``step_sizes`` times this (when ``inner``
+            is given, its own scale must be the same).
     """
 
     def __init__(
@@ -183,12 +195,12 @@ class BatchedOuterStep:
         hvp_data: TaskTensors | None = None,
         hvp_inner_data: Sequence[TaskTensors] | None = None,
         inner: InnerSteps | None = None,
+        later_step_scale: float = 1.0,
     ) -> None:
         self.policy = policy
         self.names = [n for n, _ in policy.named_parameters()]
         self.shapes = [p for _, p in policy.named_parameters()]
         self.K = valid.obs.shape[0]
-        self.alphas = [step_sizes[n] for n in self.names]
         # One (leaves, inner gradient with its graph) pair per inner step, each at its own input.
         self.steps: list[tuple[list[Tensor], tuple[Tensor, ...]]] = []
         # The same for the Hessian products, on a subset of each inner batch (hvp_inner_data).
@@ -200,15 +212,23 @@ class BatchedOuterStep:
                 )
             self.hvp_steps = []
         if inner is None:
-            inner = InnerSteps(policy, step_sizes, self.K, second_order=second_order)
+            inner = InnerSteps(policy, step_sizes, self.K, second_order=second_order,
+                               later_step_scale=later_step_scale)  # fmt: skip
             for data in inner_data:
                 inner.step(data)
-        elif inner.steps_taken != len(inner_data) or inner.second_order != second_order:
+        elif (
+            inner.steps_taken != len(inner_data)
+            or inner.second_order != second_order
+            or inner.later_step_scale != later_step_scale
+        ):
             raise ValueError(
-                f"inner has {inner.steps_taken} steps (second_order={inner.second_order}), expected "
-                f"{len(inner_data)} (second_order={second_order})"
+                f"inner has {inner.steps_taken} steps (second_order={inner.second_order}, "
+                f"later_step_scale={inner.later_step_scale}), expected {len(inner_data)} "
+                f"(second_order={second_order}, later_step_scale={later_step_scale})"
             )
         self.steps.extend(inner.graphs)
+        #: Each inner step's step sizes, aligned with ``steps`` and ``hvp_steps`` when second order.
+        self.step_alphas = inner.step_alphas
         if self.hvp_steps is not self.steps:
             assert hvp_inner_data is not None
             for inputs, data in zip(inner.inputs, hvp_inner_data, strict=True):
@@ -256,18 +276,19 @@ class BatchedOuterStep:
         transpose: bool,
         steps: list[tuple[list[Tensor], tuple[Tensor, ...]]] | None = None,
     ) -> list[Tensor]:
-        """``A v`` (or ``A^T v``) with ``A_i = I - alpha H_in,i`` per task, chained over inner steps
+        """``A v`` (or ``A^T v``) with ``A_i = I - alpha_i H_in,i`` per task, chained over inner steps
         (``steps``: the inner gradients' graphs to differentiate, default the full batches')."""
         steps = self.steps if steps is None else steps
-        order = reversed(steps) if transpose else iter(steps)
-        for leaves, grads in order:
-            if transpose:  # A_i^T w = w - H_i (alpha w), H_i symmetric
-                hv = torch.autograd.grad(grads, leaves, [a * x for a, x in zip(self.alphas, v, strict=True)],
+        # without second order there are no graphs: every A_i is the identity
+        pairs = list(zip(steps, self.step_alphas, strict=True)) if steps else []
+        for (leaves, grads), alphas in reversed(pairs) if transpose else pairs:
+            if transpose:  # A_i^T w = w - H_i (alpha_i w), H_i symmetric
+                hv = torch.autograd.grad(grads, leaves, [a * x for a, x in zip(alphas, v, strict=True)],
                                          retain_graph=True)  # fmt: skip
                 v = [x - h for x, h in zip(v, hv, strict=True)]
-            else:  # A_i v = v - alpha (H_i v)
+            else:  # A_i v = v - alpha_i (H_i v)
                 hv = torch.autograd.grad(grads, leaves, v, retain_graph=True)
-                v = [x - a * h for x, a, h in zip(v, self.alphas, hv, strict=True)]
+                v = [x - a * h for x, a, h in zip(v, alphas, hv, strict=True)]
         return v
 
     def _pull_back(

@@ -128,9 +128,11 @@ class MAMLTRPOConfig:
     inner_lr: float = 0.1
     """Inner step size alpha (the initial value of the learned step sizes with Meta-SGD)."""
     later_step_scale: float = 1.0
-    """Meta-test only: gradient steps after the first use ``inner_lr * later_step_scale``. The MAML
-    reference code's test script (``maml_examples/test_maml_point.py``) uses 0.5: its first step has
-    the training step size, the later ones half of it. Training is unchanged."""
+    """Gradient steps after the first use ``inner_lr * later_step_scale`` (times the learned sizes
+    with Meta-SGD), in meta-training (``inner_steps > 1``) and, unless the learner is given another
+    scale, at meta-test. The MAML reference code's test script (``maml_examples/test_maml_point.py``)
+    uses 0.5: its first step has the training step size, the later ones half of it. With one inner
+    step in training it changes the meta-test only."""
     meta_sgd: bool = False
     """Learn one inner step size per parameter (Meta-SGD, Li et al. 2017)."""
     first_order: bool = False
@@ -402,8 +404,10 @@ def adapt(
     *,
     create_graph: bool,
     batching: TaskBatching = "loop",
+    later_step_scale: float = 1.0,
 ) -> Params:
-    """Inner gradient steps for ``K`` tasks at once: ``theta_k <- theta_k - alpha * grad L_k(theta_k)``.
+    """Inner gradient steps for ``K`` tasks at once: ``theta_k <- theta_k - alpha * grad L_k(theta_k)``,
+    one per batch of ``inner_data``; the steps after the first use ``alpha * later_step_scale``.
 
     ``params`` may be shared (no task axis; it is broadcast to the ``K`` tasks of ``inner_data``) or
     per task (leading axis ``K``). Gradients of the summed per-task losses w.r.t. the broadcast
@@ -413,7 +417,7 @@ def adapt(
     section 5.2; Nichol et al. 2018).
     """
     base_dims = {n: p.dim() for n, p in policy.named_parameters()}
-    for data in inner_data:
+    for i, data in enumerate(inner_data):
         K = data.obs.shape[0]
         params = {n: p if p.dim() > base_dims[n] else p.expand(K, *p.shape) for n, p in params.items()}
         if batching == "batched":
@@ -425,7 +429,8 @@ def adapt(
         grads = torch.autograd.grad(losses.sum(), list(params.values()), create_graph=create_graph)
         if not create_graph:
             grads = tuple(g.detach() for g in grads)
-        params = {n: p - step_sizes[n] * g for (n, p), g in zip(params.items(), grads, strict=True)}
+        scale = 1.0 if i == 0 else later_step_scale
+        params = {n: p - scale * step_sizes[n] * g for (n, p), g in zip(params.items(), grads, strict=True)}
     return params
 
 
@@ -462,8 +467,8 @@ class MAMLTRPO:
         """Per-task parameters (leading axis ``n_tasks``) after the inner steps on ``inner_data``."""
         params = {n: p.expand(n_tasks, *p.shape) for n, p in self.policy.named_parameters()}
         return adapt(
-            self.policy, params, self.inner_step_sizes(), inner_data,
-            create_graph=create_graph, batching=self.config.task_batching,
+            self.policy, params, self.inner_step_sizes(), inner_data, create_graph=create_graph,
+            batching=self.config.task_batching, later_step_scale=self.config.later_step_scale,
         )  # fmt: skip
 
     def inner_steps(self, n_tasks: int) -> InnerSteps | None:
@@ -473,8 +478,9 @@ class MAMLTRPO:
         if self.config.task_batching != "batched" or self.config.meta_sgd:
             return None
         return InnerSteps(
-            self.policy, self._fixed_step_sizes(), n_tasks, second_order=not self.config.first_order
-        )
+            self.policy, self._fixed_step_sizes(), n_tasks, second_order=not self.config.first_order,
+            later_step_scale=self.config.later_step_scale,
+        )  # fmt: skip
 
     def _fixed_step_sizes(self) -> dict[str, float]:
         """The inner step sizes as plain numbers (the batched path; not Meta-SGD)."""
@@ -564,7 +570,8 @@ class MAMLTRPO:
             hvp_inner = [subsample_steps(d, cfg.hvp_subsample, generator) for d in inner_data]
         sizes = self._fixed_step_sizes()
         outer = BatchedOuterStep(self.policy, sizes, inner_data, valid, second_order=not cfg.first_order,
-                                 hvp_data=hvp_data, hvp_inner_data=hvp_inner, inner=inner)  # fmt: skip
+                                 hvp_data=hvp_data, hvp_inner_data=hvp_inner, inner=inner,
+                                 later_step_scale=cfg.later_step_scale)  # fmt: skip
         loss_before, grad = outer.loss_and_gradient()
         hvp = functools.partial(outer.kl_hvp, damping=cfg.cg_damping)
         direction, h_direction = conjugate_gradient_with_product(hvp, grad, cfg.cg_iters)
@@ -576,7 +583,7 @@ class MAMLTRPO:
         def evaluate(fraction: float) -> tuple[float, float]:
             self._set(theta, old - fraction * step)
             return batched_objective_no_graph(
-                self.policy, self.policy.params(), sizes, inner_data, valid, old_dist
+                self.policy, self.policy.params(), sizes, inner_data, valid, old_dist, cfg.later_step_scale
             )
 
         return self._line_search(theta, old, step, evaluate, loss_before, grad)

@@ -260,6 +260,44 @@ def test_batched_outer_step_matches_double_backprop_of_the_loop(first_order: boo
         torch.testing.assert_close(outer.kl_hvp(v, 1e-3), hvp(v), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("first_order", [False, True])
+def test_training_with_a_later_step_scale_takes_smaller_second_steps_on_every_path(first_order: bool) -> None:
+    """later_step_scale in training: the second inner step has size alpha * scale, and the batched
+    Gauss-Newton gradient and KL products differentiate through those very steps."""
+    from metarl.agents.maml_hvp import InnerSteps
+
+    policy, in1, in2, valid = float32_problem()
+    sizes = {n: 0.3 for n in policy.params()}
+    start = policy.params()
+    by_hand = adapt(policy, start, sizes, [in1], create_graph=False)
+    by_hand = adapt(policy, by_hand, {n: 0.15 for n in sizes}, [in2], create_graph=False)
+    scaled = adapt(policy, start, sizes, [in1, in2], create_graph=False, later_step_scale=0.5)
+    inner = InnerSteps(policy, sizes, 3, second_order=not first_order, later_step_scale=0.5)
+    inner.step(in1)
+    stepped = inner.step(in2)
+    for n, p in by_hand.items():
+        torch.testing.assert_close(scaled[n], p)
+        torch.testing.assert_close(stepped[n], p)
+    assert inner.step_alphas[0][0] == 0.3 and inner.step_alphas[1][0] == 0.15
+
+    algo = MAMLTRPO(policy, config(task_batching="loop", first_order=first_order, later_step_scale=0.5))
+    theta = algo.meta_parameters()
+    loss, kl, _ = algo.objective([in1, in2], valid, None, create_graph=not first_order)
+    grad = flat_grad(loss, theta, retain_graph=True)
+    hvp = hessian_vector_product(kl, theta, 1e-3)
+    outer = BatchedOuterStep(policy, sizes, [in1, in2], valid, second_order=not first_order, inner=inner,
+                             later_step_scale=0.5)  # fmt: skip
+    loss_b, grad_b = outer.loss_and_gradient()
+    assert loss_b == pytest.approx(loss.item(), rel=1e-5)
+    torch.testing.assert_close(grad_b, grad, rtol=1e-5, atol=1e-6)
+    v = torch.randn(grad.shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(outer.kl_hvp(v, 1e-3), hvp(v), rtol=1e-5, atol=1e-6)
+    equal = BatchedOuterStep(policy, sizes, [in1, in2], valid, second_order=not first_order)
+    assert not torch.allclose(equal.loss_and_gradient()[1], grad_b)
+    with pytest.raises(ValueError, match="later_step_scale"):
+        BatchedOuterStep(policy, sizes, [in1, in2], valid, second_order=not first_order, inner=inner)
+
+
 def test_batched_meta_step_takes_the_loops_step() -> None:
     # float64: conjugate gradient on this tiny, nearly singular KL Hessian amplifies float32 rounding
     policy, inner, _, valid = float32_problem()
