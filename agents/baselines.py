@@ -446,14 +446,30 @@ def train_oracle(
         )
         model.learn(total_timesteps=int(total_timesteps))
         env.close()
-    return TaskConditionedOracle(model)
+    return TaskConditionedOracle(model, name=f"oracle-{algorithm}")
 
 
 def load_oracle(path: str | Path) -> TaskConditionedOracle:
-    """Load a PPO oracle saved by :meth:`TaskConditionedOracle.save` (a stable-baselines3 zip)."""
-    from stable_baselines3 import PPO
+    """Load an oracle saved by :meth:`TaskConditionedOracle.save` (a stable-baselines3 zip of a PPO
+    or SAC model, told apart by the optimiser files SB3 stores: SAC's actor and critic have their own).
+    The learner is named ``oracle-ppo`` or ``oracle-sac``."""
+    import zipfile
 
-    return TaskConditionedOracle(PPO.load(Path(path).with_suffix(".zip"), device="cpu"))
+    from stable_baselines3 import PPO, SAC
+
+    file = Path(path).with_suffix(".zip")
+    if not file.is_file():
+        raise FileNotFoundError(f"no oracle at {file}: expected a zip saved by TaskConditionedOracle.save")
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = set(archive.namelist())
+    except zipfile.BadZipFile as err:
+        raise ValueError(f"{file} is not a stable-baselines3 zip ({err})") from None
+    if "actor.optimizer.pth" in names:
+        return TaskConditionedOracle(SAC.load(file, device="cpu"), name="oracle-sac")
+    if "policy.optimizer.pth" in names:
+        return TaskConditionedOracle(PPO.load(file, device="cpu"), name="oracle-ppo")
+    raise ValueError(f"{file} holds neither a PPO nor a SAC model (files: {sorted(names)})")
 
 
 # ------------------------------------------------------------------------------------ recipes

@@ -112,12 +112,19 @@ def pretrain(
 
 
 @app.command()
-def oracle(family: FamilyOpt = "HalfCheetahVel-v0", seed: int = 0, timesteps: int = 1_000_000) -> None:
-    """Train the task-conditioned PPO oracle of a locomotion family (saved under runs/oracle/)."""
+def oracle(
+    family: FamilyOpt = "HalfCheetahVel-v0",
+    seed: int = 0,
+    timesteps: int = 1_000_000,
+    algorithm: Annotated[str, typer.Option(help="Stable-Baselines3 algorithm: ppo or sac.")] = "ppo",
+) -> None:
+    """Train the task-conditioned oracle of a locomotion family (saved under runs/oracle/)."""
     from metarl.agents.baselines import train_oracle
 
     torch.set_num_threads(1)
-    model = train_oracle(metarl.make_family(family), seed=seed, total_timesteps=timesteps)
+    model = train_oracle(
+        metarl.make_family(family), seed=seed, total_timesteps=timesteps, algorithm=algorithm
+    )
     model.save(_oracle_path(family, seed))
     print(f"saved {_oracle_path(family, seed)}")
 
@@ -233,8 +240,10 @@ def evaluate(
     elif _oracle_path(family, seed).exists():
         from metarl.agents.baselines import load_oracle
 
-        learners.append((load_oracle(_oracle_path(family, seed)), {}))
-        oracle_info = {"kind": "task-conditioned SB3 PPO", "path": str(_oracle_path(family, seed))}
+        oracle_learner = load_oracle(_oracle_path(family, seed))
+        learners.append((oracle_learner, {}))
+        algorithm = oracle_learner.name.removeprefix("oracle-").upper()
+        oracle_info = {"kind": f"task-conditioned SB3 {algorithm}", "path": str(_oracle_path(family, seed))}
     results, t0 = [], time.perf_counter()
     for learner, _ in learners:
         results.append(

@@ -101,3 +101,22 @@ def test_oracle_trains_with_sb3_without_touching_global_rngs(tmp_path: Path) -> 
     np.testing.assert_array_equal(
         metarl.evaluate(oracle, family, **kw).returns, metarl.evaluate(loaded, family, **kw).returns
     )
+    assert oracle.name == loaded.name == "oracle-ppo"
+
+
+def test_a_sac_oracle_saves_and_loads_as_sac_and_bad_files_are_named(tmp_path: Path) -> None:
+    family = metarl.make_family("Navigation2D-v0")
+    oracle = train_oracle(family, seed=0, total_timesteps=64, algorithm="sac", n_envs=1,
+                          algorithm_kwargs={"learning_starts": 16, "batch_size": 8})  # fmt: skip
+    oracle.save(tmp_path / "sac")
+    loaded = load_oracle(tmp_path / "sac")
+    assert oracle.name == loaded.name == "oracle-sac"
+    kw = {"n_tasks": 2, "rounds": 1, "episodes_per_round": 1, "seed": 0}
+    np.testing.assert_array_equal(
+        metarl.evaluate(oracle, family, **kw).returns, metarl.evaluate(loaded, family, **kw).returns
+    )
+    with pytest.raises(FileNotFoundError, match="no oracle at"):
+        load_oracle(tmp_path / "missing")
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"junk\.zip is not a stable-baselines3 zip"):
+        load_oracle(tmp_path / "junk")
