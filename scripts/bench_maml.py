@@ -117,13 +117,16 @@ def oracle(
     seed: int = 0,
     timesteps: int = 1_000_000,
     algorithm: Annotated[str, typer.Option(help="Stable-Baselines3 algorithm: ppo or sac.")] = "ppo",
+    n_envs: Annotated[
+        int, typer.Option(help="Training envs stepped together (SAC: one update per step of them).")
+    ] = 4,
 ) -> None:
     """Train the task-conditioned oracle of a locomotion family (saved under runs/oracle/)."""
     from metarl.agents.baselines import train_oracle
 
     torch.set_num_threads(1)
     model = train_oracle(
-        metarl.make_family(family), seed=seed, total_timesteps=timesteps, algorithm=algorithm
+        metarl.make_family(family), seed=seed, total_timesteps=timesteps, algorithm=algorithm, n_envs=n_envs
     )
     model.save(_oracle_path(family, seed))
     print(f"saved {_oracle_path(family, seed)}")
