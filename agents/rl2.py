@@ -147,6 +147,16 @@ class RL2Config:
     #: to come scales with the steps left, which a GRU has to count otherwise (Pardo et al. 2018,
     #: "Time limits in reinforcement learning"). Its errors would bias GAE's advantages.
     value_time: bool = False
+    #: Give the policy a clock (``False``: the RL² of Duan et al., whose inputs are the observation,
+    #: previous action, reward and done flag only). The GRU's input gets one more entry,
+    #: ``1 - t / T`` at step ``t`` of a trial, with ``T`` the bound on a trial's steps,
+    #: ``episodes_per_trial * max_episode_steps`` (Pardo et al. 2018, "Time limits in reinforcement
+    #: learning"). It is the fraction of the trial left where episodes run to their step limit (the
+    #: tabular MDP); a bandit's one-pull episodes use one step of their limit of two, so there it runs
+    #: from 1 to 1/2. In meta-testing ``T`` is that bound for the family being tested, so a model
+    #: reads the same clock on longer trials. A warm start from a run without it adds the input with
+    #: zero weights, so the run starts from that run's policy.
+    policy_time: bool = False
     #: The reward the PPO targets are computed from. ``"sampled"``: the reward received (the RL² of
     #: Duan et al.). ``"expected"``: the env's ``info["expected_reward"]``, the mean of that reward
     #: given the task, state and action (the pulled arm's ``p``, the MDP's ``mu[s, a]``). The policy
@@ -194,6 +204,7 @@ class RL2Config:
         check_bool(own, "value_norm", self.value_norm)
         check_bool(own, "separate_value", self.separate_value)
         check_bool(own, "value_time", self.value_time)
+        check_bool(own, "policy_time", self.policy_time)
         check_sampler_options(own, self)
         if not isinstance(self.family_kwargs, dict) or not all(
             isinstance(k, str) for k in self.family_kwargs
@@ -295,7 +306,9 @@ class RL2ActorCritic(nn.Module):
     ``separate_value``: the policy GRU's state, then the value GRU's.
 
     With ``value_horizon=T`` the value at trial step ``t`` is ``v(h) + (1 - t / T) * u(h)``
-    (:attr:`RL2Config.value_time`); ``u`` starts at zero.
+    (:attr:`RL2Config.value_time`); ``u`` starts at zero. With ``time_horizon=T`` the GRUs read
+    ``1 - t / T`` after the ``input_dim`` entries of ``x`` (:attr:`RL2Config.policy_time`), so their
+    input size is ``input_dim + 1``.
 
     Discrete actions: categorical logits. Box actions: a diagonal Gaussian in normalised units with
     a state-independent log standard deviation. Parameters are initialised from ``generator`` only.
@@ -318,15 +331,15 @@ class RL2ActorCritic(nn.Module):
         separate_value: bool = False,
         aux_reward: bool = False,
         value_horizon: int | None = None,
+        time_horizon: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if aux_reward and not discrete:
             raise ValueError("the auxiliary reward head (aux_reward) needs a discrete action space")
-        if value_horizon is not None and not (isinstance(value_horizon, int) and value_horizon >= 1):
-            raise ValueError(
-                f"value_horizon must be a positive int (a trial's steps) or None, got {value_horizon!r}"
-            )
+        for name, horizon in (("value_horizon", value_horizon), ("time_horizon", time_horizon)):
+            if horizon is not None and not (isinstance(horizon, int) and horizon >= 1):
+                raise ValueError(f"{name} must be a positive int (a trial's steps) or None, got {horizon!r}")
         self.discrete = discrete
         self.hidden_size = hidden_size
         self.value_norm = value_norm
@@ -337,8 +350,13 @@ class RL2ActorCritic(nn.Module):
             self.register_buffer("return_m1", torch.zeros((), dtype=torch.float64))
             self.register_buffer("return_m2", torch.zeros((), dtype=torch.float64))
             self.register_buffer("return_weight", torch.zeros((), dtype=torch.float64))
-        self.gru = nn.GRU(input_dim, hidden_size, batch_first=True)
-        self.v_gru = nn.GRU(input_dim, hidden_size, batch_first=True) if separate_value else None
+        #: Size of the RL² inputs ``x`` (the GRUs read one more entry with ``time_horizon``).
+        self.input_dim = input_dim
+        #: With :attr:`RL2Config.policy_time`: the trial length ``T`` of the clock input ``1 - t / T``.
+        self.time_horizon = time_horizon
+        gru_in = input_dim + (1 if time_horizon is not None else 0)
+        self.gru = nn.GRU(gru_in, hidden_size, batch_first=True)
+        self.v_gru = nn.GRU(gru_in, hidden_size, batch_first=True) if separate_value else None
         self.pi = nn.Linear(hidden_size, act_dim)
         self.v = nn.Linear(hidden_size, 1)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)), requires_grad=not discrete)
@@ -372,21 +390,45 @@ class RL2ActorCritic(nn.Module):
         return torch.zeros(1, batch, self.hidden_size * (2 if self.separate_value else 1))
 
     def forward(
-        self, x: torch.Tensor, h0: torch.Tensor | None = None, t0: int = 0
+        self,
+        x: torch.Tensor,
+        h0: torch.Tensor | None = None,
+        t0: int | torch.Tensor = 0,
+        horizon: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x``: ``(B, T, input_dim)`` -> (policy params ``(B, T, act_dim)``, values ``(B, T)``, ``h_T``).
 
         Values are in return units, also with ``value_norm`` (the head's output de-normalised).
-        ``t0``: the trial step of ``x[:, 0]`` (only the values depend on it, with ``value_horizon``).
+        ``t0``: the trial step of ``x[:, 0]``, one for all rows or a ``(B,)`` integer tensor (used
+        with ``value_horizon`` and ``time_horizon`` only). ``horizon``: the trial length of the
+        clock input, when it differs from ``time_horizon`` (trials longer than in training).
         """
-        params, values, h, _ = self.forward_with_aux(x, h0, t0)
+        params, values, h, _ = self.forward_with_aux(x, h0, t0, horizon)
         return params, values, h
 
+    @staticmethod
+    def _steps(t0: int | torch.Tensor, batch: int, length: int, dtype: torch.dtype) -> torch.Tensor:
+        """``(B, T)`` trial steps of the rows of a ``(B, T, ...)`` input starting at ``t0``."""
+        start = torch.as_tensor(t0, dtype=dtype).reshape(-1, 1)
+        return (start + torch.arange(length, dtype=dtype)).expand(batch, length)
+
     def forward_with_aux(
-        self, x: torch.Tensor, h0: torch.Tensor | None = None, t0: int = 0
+        self,
+        x: torch.Tensor,
+        h0: torch.Tensor | None = None,
+        t0: int | torch.Tensor = 0,
+        horizon: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """As :meth:`forward`, plus the auxiliary head's reward predictions ``(B, T, act_dim)``
         (``None`` without one), from the same pass of the GRU."""
+        if x.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"RL² inputs have {x.shape[-1]} entries per step, the model expects {self.input_dim}"
+            )
+        if self.time_horizon is not None:
+            T = int(horizon if horizon is not None else self.time_horizon)
+            left = 1.0 - self._steps(t0, x.shape[0], x.shape[1], x.dtype) / T
+            x = torch.cat([x, left.unsqueeze(-1)], dim=-1)
         if self.v_gru is None:
             out, h = self.gru(x, h0)
             v_out = out
@@ -397,8 +439,8 @@ class RL2ActorCritic(nn.Module):
             h = torch.cat([hp, hv], dim=-1)
         values = self.v(v_out).squeeze(-1)
         if self.v_time is not None and self.value_horizon is not None:
-            steps = torch.arange(t0, t0 + x.shape[1], dtype=values.dtype)
-            values = values + (1.0 - steps / self.value_horizon) * self.v_time(v_out).squeeze(-1)
+            left = 1.0 - self._steps(t0, x.shape[0], x.shape[1], values.dtype) / self.value_horizon
+            values = values + left * self.v_time(v_out).squeeze(-1)
         if self.value_norm:
             mean, std = self.return_stats()
             values = values * std + mean
@@ -630,6 +672,7 @@ def build_model(
         separate_value=config.separate_value,
         aux_reward=config.aux_reward_coef > 0,
         value_horizon=int(max_trial_steps) if config.value_time else None,
+        time_horizon=int(max_trial_steps) if config.policy_time else None,
         generator=generator,
     )
 
@@ -819,8 +862,12 @@ class RL2:
 
 # --------------------------------------------------------------------------------- meta-testing
 class RL2Policy:
-    """A :class:`metarl.StatefulPolicy`: keeps each sub-env's hidden state and previous action,
-    reward and done flag, and leaves the state of inactive sub-envs untouched."""
+    """A :class:`metarl.StatefulPolicy`: keeps each sub-env's hidden state, previous action,
+    reward and done flag and trial step, and leaves the state of inactive sub-envs untouched.
+
+    ``horizon``: the trial length in steps the clock input of a model with ``time_horizon``
+    counts down over (``None``: the model's own).
+    """
 
     def __init__(
         self,
@@ -829,9 +876,12 @@ class RL2Policy:
         num_envs: int,
         generator: torch.Generator,
         deterministic: bool,
+        horizon: int | None = None,
     ) -> None:
         self.model, self.inputs, self.n = model, inputs, num_envs
         self.generator, self.deterministic = generator, deterministic
+        self.horizon = horizon
+        self.steps = np.zeros(num_envs, dtype=np.int64)
         self.hidden = model.initial_state(num_envs)
         self.prev_actions = np.zeros((num_envs, inputs.act_dim), dtype=np.float32)
         self.prev_rewards = np.zeros(num_envs)
@@ -841,7 +891,9 @@ class RL2Policy:
     @torch.no_grad()
     def __call__(self, observations: np.ndarray) -> np.ndarray:
         x = self.inputs.build(observations, self.prev_actions, self.prev_rewards, self.prev_dones)
-        params, _, h = self.model(torch.from_numpy(x)[:, None], self.hidden)
+        params, _, h = self.model(
+            torch.from_numpy(x)[:, None], self.hidden, torch.from_numpy(self.steps), self.horizon
+        )
         action = self.model.sample(params[:, 0], self.generator, self.deterministic).numpy()
         self._pending = (h, action)
         return self.inputs.to_env(action)
@@ -860,6 +912,7 @@ class RL2Policy:
         self._pending = None
         a = np.asarray(active, dtype=bool)
         self.hidden[:, torch.from_numpy(a)] = h[:, torch.from_numpy(a)]
+        self.steps[a] += 1
         self.prev_actions[a] = self.inputs.encode_action(action)[a]
         self.prev_rewards[a] = np.asarray(rewards, dtype=np.float64)[a]
         self.prev_dones[a] = (np.asarray(terminations, dtype=bool) | np.asarray(truncations, dtype=bool))[a]
@@ -893,7 +946,7 @@ class RL2Learner:
 
     def begin_adaptation(self, vec_env: VecEnv, seed: int) -> _RL2Adaptation:
         inputs = TrialInputs(vec_env.single_observation_space, vec_env.single_action_space)
-        expected = self.model.gru.input_size
+        expected = self.model.input_dim
         if inputs.input_dim != expected or isinstance(vec_env.single_action_space, gym.spaces.Discrete) != (
             self.model.discrete
         ):
@@ -902,7 +955,22 @@ class RL2Learner:
                 f"{vec_env.family.id}'s spaces give input size {inputs.input_dim}"
             )
         gen = torch.Generator().manual_seed(int(seed))
-        return _RL2Adaptation(RL2Policy(self.model, inputs, vec_env.num_envs, gen, self.deterministic))
+        horizon = self.trial_steps(vec_env.family) if self.model.time_horizon is not None else None
+        return _RL2Adaptation(
+            RL2Policy(self.model, inputs, vec_env.num_envs, gen, self.deterministic, horizon)
+        )
+
+    def trial_steps(self, family: TaskFamily) -> int:
+        """The bound on a trial's steps on ``family``: its ``episodes_per_trial`` (else the
+        config's) times its ``max_episode_steps``. The clock input of a :attr:`RL2Config.policy_time`
+        model counts down over it."""
+        episodes = getattr(family, "episodes_per_trial", None) or self.config.episodes_per_trial
+        if episodes is None:
+            raise ValueError(
+                f"{family.id} defines no episodes_per_trial and the RL² config sets none: the clock "
+                "input of a policy_time model needs the trial's length"
+            )
+        return int(episodes) * int(family.max_episode_steps)
 
     @classmethod
     def load(cls, run_dir: str | Path, *, deterministic: bool = False) -> RL2Learner:

@@ -158,6 +158,7 @@ class TrialShardJob:
     value_norm: bool = False
     separate_value: bool = False
     value_horizon: int | None = None
+    time_horizon: int | None = None
 
     def __call__(
         self, runner: ShardRunner, policy_state: PolicyState, tasks: tuple[Task, ...], task_offset: int,
@@ -168,7 +169,8 @@ class TrialShardJob:
         model = RL2ActorCritic(
             self.input_dim, self.act_dim, discrete=self.discrete, hidden_size=self.hidden_size,
             value_norm=self.value_norm, separate_value=self.separate_value,
-            value_horizon=self.value_horizon, generator=torch.Generator().manual_seed(0),
+            value_horizon=self.value_horizon, time_horizon=self.time_horizon,
+            generator=torch.Generator().manual_seed(0),
         )  # fmt: skip
         model.load_state_dict(dict(policy_state))
         env = TrialVecEnv(runner.family, len(tasks), self.episodes_per_trial, vec=runner.vec_env(tasks))
@@ -222,9 +224,10 @@ class TrialSampler:
         self, model: RL2ActorCritic, tasks: list[Task], seed: int, *, deterministic: bool = False
     ) -> TrialBatch:
         """One trial per task (trial ``k`` on ``tasks[k]``) with ``model``'s current weights."""
-        job = TrialShardJob(model.gru.input_size, model.pi.out_features, model.discrete,
+        job = TrialShardJob(model.input_dim, model.pi.out_features, model.discrete,
                             model.hidden_size, self.episodes_per_trial, deterministic,
-                            model.value_norm, model.separate_value, model.value_horizon)  # fmt: skip
+                            model.value_norm, model.separate_value, model.value_horizon,
+                            model.time_horizon)  # fmt: skip
         # the workers only act: they need the policy and value network, not the auxiliary reward head
         state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("aux.")}
         shares = self.sampler.map_shares(job, state, tasks, seed)

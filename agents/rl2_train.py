@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from metarl.agents import checkpoint as ckpt
 from metarl.agents.config_checks import read_config_file
 from metarl.agents.rl2 import RL2, RL2Config
@@ -181,6 +183,16 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
     weights = {k: v for k, v in state["model"].items() if not k.startswith(optional)}
     own = {k: v for k, v in agent.model.state_dict().items() if k.startswith(optional)}
     weights.update({k: state["model"].get(k, v) for k, v in own.items()})
+    if theirs.get("policy_time") and not ours.get("policy_time"):
+        raise ValueError(
+            f"cannot warm-start from {path}: its policy reads a clock (policy_time), this run's does not"
+        )
+    if ours.get("policy_time") and not theirs.get("policy_time"):
+        # the clock is a new last input: zero weights leave the source's policy and values as they were
+        for key in ("gru.weight_ih_l0", "v_gru.weight_ih_l0"):
+            if key in weights:
+                w = weights[key]
+                weights[key] = torch.cat([w, w.new_zeros(w.shape[0], 1)], dim=1)
     try:
         agent.model.load_state_dict(weights)
     except RuntimeError as err:  # e.g. another number of arms: the inputs have another size

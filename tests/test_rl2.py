@@ -695,6 +695,126 @@ def test_value_time_head_warm_starts_either_way(tmp_path) -> None:
     torch.testing.assert_close(back.model.state_dict(), src, rtol=0, atol=0)
 
 
+# ------------------------------------------------------------------- the policy's clock input
+def _clock_weights(model: torch.nn.Module) -> None:
+    """Nonzero weights on the clock input (the GRUs' last input column), so it moves the policy."""
+    with torch.no_grad():
+        for gru in [g for g in (model.gru, model.v_gru) if g is not None]:
+            gru.weight_ih_l0[:, -1].normal_(generator=torch.Generator().manual_seed(5))
+
+
+def test_policy_time_feeds_the_fraction_of_the_trial_left_to_the_gru() -> None:
+    from metarl.agents.rl2 import RL2ActorCritic
+
+    agent = RL2(small_config(policy_time=True))
+    plain = RL2(small_config())
+    model = agent.model
+    assert model.time_horizon == agent.max_trial_steps == 10 and plain.model.time_horizon is None
+    assert model.gru.input_size == model.input_dim + 1 == plain.model.gru.input_size + 1
+    _clock_weights(model)
+    x = torch.randn(2, 3, model.input_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        # the GRU reads [x | 1 - t / T]: compare with the GRU fed that input by hand
+        clock = torch.tensor([1 - 4 / 10, 1 - 5 / 10, 1 - 6 / 10]).expand(2, 3).unsqueeze(-1)
+        out, _ = model.gru(torch.cat([x, clock], -1))
+        torch.testing.assert_close(model(x, t0=4)[0], model.pi(out), rtol=0, atol=1e-6)
+        assert not torch.allclose(model(x, t0=0)[0], model(x, t0=4)[0])
+        # another trial length for the clock (meta-testing longer trials): 1 - t / 50
+        out50, _ = model.gru(
+            torch.cat([x, 1 - torch.tensor([4.0, 5, 6]).expand(2, 3).unsqueeze(-1) / 50], -1)
+        )
+        torch.testing.assert_close(model(x, t0=4, horizon=50)[0], model.pi(out50), rtol=0, atol=1e-6)
+        # a start step per row equals running the rows one at a time
+        per_row = model(x, t0=torch.tensor([0, 4]))[0]
+        torch.testing.assert_close(per_row[0], model(x[:1], t0=0)[0][0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(per_row[1], model(x[1:], t0=4)[0][0], rtol=0, atol=1e-6)
+        with pytest.raises(ValueError, match="RL² inputs have 7 entries per step, the model expects 6"):
+            model(torch.zeros(1, 1, model.input_dim + 1))
+    with pytest.raises(ValueError, match="time_horizon must be a positive int"):
+        RL2ActorCritic(4, 3, discrete=True, hidden_size=8, time_horizon=0)
+    with pytest.raises(ValueError, match="policy_time must be true or false, got 'yes'"):
+        small_config(policy_time="yes")
+
+
+@pytest.mark.parametrize("sampler", ["local", "local-per-task"])
+def test_log_probs_recorded_while_acting_match_the_update_pass_with_policy_time(sampler: str) -> None:
+    # the clock the policy acted on step by step is the one of the update's whole-trial pass
+    agent = RL2(small_config(policy_time=True, separate_value=True, sampler=sampler))
+    _clock_weights(agent.model)
+    tasks = agent.sampler(8, np.random.default_rng(0))
+    if sampler == "local":
+        batch = collect_trials(
+            agent.model, agent.env, tasks, seed=1, generator=torch.Generator().manual_seed(1)
+        )
+    else:
+        batch = agent._trial_sampler().collect(agent.model, tasks, seed=1)
+    with torch.no_grad():
+        params, values, _, _ = agent.model.forward_with_aux(batch.inputs)
+    log_probs = agent.model.distribution(params).log_prob(batch.actions)
+    torch.testing.assert_close(log_probs[batch.mask], batch.log_probs[batch.mask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(values[batch.mask], batch.values[batch.mask], rtol=0, atol=1e-5)
+    assert math.isfinite(agent.train_step()["trial_return"])
+
+
+def test_meta_test_policy_counts_each_trial_s_steps_over_the_tested_trial_length() -> None:
+    from metarl.agents.rl2 import RL2Learner, RL2Policy
+
+    agent = RL2(small_config(policy_time=True))
+    _clock_weights(agent.model)
+    learner = RL2Learner(agent.model, agent.config)
+    # meta-tested on trials of 7 pulls (trained on 5): the clock counts down over the 14 steps
+    # those 7 one-pull episodes of at most 2 steps may take
+    family = make_family("BernoulliBandit-v0", n_arms=3, n_pulls=7, split_sizes=SPLITS)
+    assert learner.trial_steps(family) == 14
+    vec = make_vec(family, family.test[:2])
+    policy = learner.begin_adaptation(vec, seed=0).policy()
+    assert isinstance(policy, RL2Policy) and policy.horizon == 14
+    obs = np.zeros((2, 1), dtype=np.float32)
+    seen = []
+    for t in range(3):
+        x = torch.from_numpy(
+            agent.inputs.build(obs, policy.prev_actions, policy.prev_rewards, policy.prev_dones)
+        )
+        h0, steps = policy.hidden.clone(), policy.steps.copy()
+        actions = policy(obs)
+        assert policy._pending is not None
+        seen.append((x, h0, steps, policy._pending[0].clone()))
+        active = np.array([True, t != 1])  # the second trial waits at step 1
+        policy.observe(actions, np.ones(2), np.ones(2, bool), np.zeros(2, bool), active)
+    np.testing.assert_array_equal(policy.steps, [3, 2])
+    # at step 2 the policy's GRU read each row's own clock, 1 - t / 14
+    x, h, steps, h_new = seen[2]
+    np.testing.assert_array_equal(steps, [2, 1])
+    with torch.no_grad():
+        clock = torch.tensor([[1 - 2 / 14], [1 - 1 / 14]])
+        _, expected = agent.model.gru(torch.cat([x, clock], -1)[:, None], h)
+        _, unclocked = agent.model.gru(torch.cat([x, torch.ones(2, 1)], -1)[:, None], h)
+    torch.testing.assert_close(h_new, expected, rtol=0, atol=1e-6)
+    assert not torch.allclose(h_new, unclocked)
+    # the whole meta-test runs, and without the family's trial length it asks for one
+    assert evaluate(learner, family, split="test", n_tasks=2, rounds=7, episodes_per_round=1, seed=0)
+    nav = make_family("Navigation2D-v0", split_sizes=SPLITS)
+    with pytest.raises(ValueError, match="Navigation2D-v0 defines no episodes_per_trial"):
+        learner.trial_steps(nav)
+
+
+def test_policy_time_warm_starts_from_a_run_without_it_with_the_same_policy(tmp_path) -> None:
+    source = train(small_config(separate_value=True), tmp_path / "src", progress=False, max_updates=1)
+    warm = train(small_config(separate_value=True, policy_time=True), tmp_path / "warm", progress=False,
+                 max_updates=0, init_from=tmp_path / "src")  # fmt: skip
+    src, ours = source.model.state_dict(), warm.model.state_dict()
+    for key in ("gru.weight_ih_l0", "v_gru.weight_ih_l0"):  # the clock's column is new and zero
+        torch.testing.assert_close(ours[key][:, :-1], src[key], rtol=0, atol=0)
+        assert not ours[key][:, -1].any()
+    x = torch.randn(3, 5, source.inputs.input_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for a, b in zip(warm.model(x, t0=2), source.model(x, t0=2), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="its policy reads a clock \\(policy_time\\), this run's does not"):
+        train(small_config(separate_value=True), tmp_path / "back", progress=False, max_updates=0,
+              init_from=tmp_path / "warm")  # fmt: skip
+
+
 # ------------------------------------------------------------------- expected-reward training
 def test_expected_reward_signal_uses_the_arm_means_of_the_pulls_and_needs_the_info() -> None:
     agent = RL2(small_config(reward_signal="expected"))
