@@ -400,8 +400,8 @@ class RL2ActorCritic(nn.Module):
 
         Values are in return units, also with ``value_norm`` (the head's output de-normalised).
         ``t0``: the trial step of ``x[:, 0]``, one for all rows or a ``(B,)`` integer tensor (used
-        with ``value_horizon`` and ``time_horizon`` only). ``horizon``: the trial length of the
-        clock input, when it differs from ``time_horizon`` (trials longer than in training).
+        with ``value_horizon`` and ``time_horizon`` only). ``horizon``: the step bound the clock
+        input counts down over, when it differs from ``time_horizon`` (trials longer than in training).
         """
         params, values, h, _ = self.forward_with_aux(x, h0, t0, horizon)
         return params, values, h
@@ -865,8 +865,8 @@ class RL2Policy:
     """A :class:`metarl.StatefulPolicy`: keeps each sub-env's hidden state, previous action,
     reward and done flag and trial step, and leaves the state of inactive sub-envs untouched.
 
-    ``horizon``: the trial length in steps the clock input of a model with ``time_horizon``
-    counts down over (``None``: the model's own).
+    ``horizon``: the bound on a trial's steps that the clock input of a model with
+    ``time_horizon`` counts down over (``None``: the model's own).
     """
 
     def __init__(
@@ -961,16 +961,10 @@ class RL2Learner:
         )
 
     def trial_steps(self, family: TaskFamily) -> int:
-        """The bound on a trial's steps on ``family``: its ``episodes_per_trial`` (else the
-        config's) times its ``max_episode_steps``. The clock input of a :attr:`RL2Config.policy_time`
-        model counts down over it."""
-        episodes = getattr(family, "episodes_per_trial", None) or self.config.episodes_per_trial
-        if episodes is None:
-            raise ValueError(
-                f"{family.id} defines no episodes_per_trial and the RL² config sets none: the clock "
-                "input of a policy_time model needs the trial's length"
-            )
-        return int(episodes) * int(family.max_episode_steps)
+        """The bound on a trial's steps on ``family``: its episodes per trial
+        (:meth:`RL2Config.resolve_episodes_per_trial`) times its ``max_episode_steps``. The clock
+        input of a :attr:`RL2Config.policy_time` model counts down over it."""
+        return self.config.resolve_episodes_per_trial(family) * int(family.max_episode_steps)
 
     @classmethod
     def load(cls, run_dir: str | Path, *, deterministic: bool = False) -> RL2Learner:
