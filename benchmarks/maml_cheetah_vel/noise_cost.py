@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ class Recorder:
         self.learner = learner
         self.name = learner.name + (" (mean action after adapting)" if mean_after else "")
         self.mean_after = mean_after
-        self.ctrl: list[list[float]] = []  # per round: control cost per step, summed over sub-envs
+        self.ctrl: list[float] = []  # per round: control cost summed over sub-envs and steps
         self.steps: list[int] = []
         self.std: list[float] = []
 
@@ -58,13 +57,13 @@ class Recorder:
                 sampler = session.policy()
                 sampler.deterministic = outer.mean_after and session.steps_taken > 0
                 outer.std.append(float(session.params["log_std"].exp().mean()))
-                outer.ctrl.append([])
+                outer.ctrl.append(0.0)
                 outer.steps.append(0)
 
                 def act(observations: np.ndarray) -> np.ndarray:
                     actions = sampler(observations)
                     clipped = np.clip(actions, -1.0, 1.0)
-                    outer.ctrl[-1].append(float(CTRL_WEIGHT * np.square(clipped).sum()))
+                    outer.ctrl[-1] += float(CTRL_WEIGHT * np.square(clipped).sum())
                     outer.steps[-1] += actions.shape[0]
                     return actions
 
@@ -98,7 +97,7 @@ def main() -> None:
                 rec, family, split="test", rounds=2, episodes_per_round=args.episodes, seed=args.eval_seed
             )
             ret = result.returns.mean(0)
-            ctrl = [sum(c) / s * horizon for c, s in zip(rec.ctrl, rec.steps, strict=True)]
+            ctrl = [c / s * horizon for c, s in zip(rec.ctrl, rec.steps, strict=True)]
             row[mode] = {
                 "return": [round(float(r), 2) for r in ret],
                 "ctrl_cost": [round(-c, 2) for c in ctrl],
@@ -110,7 +109,6 @@ def main() -> None:
         if args.out is not None:
             with args.out.open("a") as f:
                 f.write(line + "\n")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
