@@ -9,9 +9,9 @@ step), twice:
   episodes), but round 1 acts with the adapted policy's mean action. The oracle of the benchmark
   table (SB3 PPO) is run this way, with its mean action.
 
-For each it splits the return per episode into the control cost, ``0.05 * sum(clip(a)^2)`` summed
-over the episode (computed from the actions the policy emits, clipped to the box as the env does),
-and the velocity term (the rest: ``-sum |v_x - v_goal|``), and reports the policy's mean standard
+For each it splits the return per episode into the control cost, ``w * sum(clip(a)^2)`` summed
+over the episode (``w`` is the family env's control-cost weight, 0.05; computed from the actions the
+policy emits, clipped to the box as the env does), and the velocity term (the rest: ``-sum |v_x - v_goal|``), and reports the policy's mean standard
 deviation. It is a diagnostic: the benchmark's table keeps sampled actions, as in the paper.
 
     .venv/bin/python benchmarks/maml_cheetah_vel/noise_cost.py \\
@@ -31,8 +31,6 @@ import torch
 import metarl
 from metarl.agents.maml_train import load_algorithm
 
-CTRL_WEIGHT = 0.05  # HalfCheetahVel-v0's ctrl_cost_weight
-
 
 class Recorder:
     """Wraps a MAML learner: records the control cost of the actions each round emits and the
@@ -40,8 +38,9 @@ class Recorder:
 
     adaptation_unit = "gradient step"
 
-    def __init__(self, learner: Any, mean_after: bool) -> None:
+    def __init__(self, learner: Any, mean_after: bool, ctrl_weight: float) -> None:
         self.learner = learner
+        self.ctrl_weight = ctrl_weight
         self.name = learner.name + (" (mean action after adapting)" if mean_after else "")
         self.mean_after = mean_after
         self.ctrl: list[float] = []  # per round: control cost summed over sub-envs and steps
@@ -63,7 +62,7 @@ class Recorder:
                 def act(observations: np.ndarray) -> np.ndarray:
                     actions = sampler(observations)
                     clipped = np.clip(actions, -1.0, 1.0)
-                    outer.ctrl[-1] += float(CTRL_WEIGHT * np.square(clipped).sum())
+                    outer.ctrl[-1] += float(outer.ctrl_weight * np.square(clipped).sum())
                     outer.steps[-1] += actions.shape[0]
                     return actions
 
@@ -88,11 +87,14 @@ def main() -> None:
     torch.set_num_threads(1)
     family = metarl.make_family("HalfCheetahVel-v0")
     horizon = family.max_episode_steps
+    env = family.make_env(family.test[0])
+    ctrl_weight = float(env.unwrapped._ctrl_cost_weight)  # the family's, not Gymnasium's default
+    env.close()
     for path in args.checkpoint:
         learner = load_algorithm(path).learner(str(path), later_step_scale=0.5)
         row: dict[str, Any] = {"checkpoint": str(path), "eval_seed": args.eval_seed}
         for mode in ("sampled", "mean_after"):
-            rec = Recorder(learner, mean_after=mode == "mean_after")
+            rec = Recorder(learner, mode == "mean_after", ctrl_weight)
             result = metarl.evaluate(
                 rec, family, split="test", rounds=2, episodes_per_round=args.episodes, seed=args.eval_seed
             )
