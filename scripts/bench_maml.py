@@ -120,16 +120,21 @@ def oracle(
     n_envs: Annotated[
         int, typer.Option(help="Training envs stepped together (SAC: one update per step of them).")
     ] = 4,
+    out: Annotated[
+        str, typer.Option(help="Where the model goes (default runs/oracle/<family>/seed<seed>.zip).")
+    ] = "",
 ) -> None:
     """Train the task-conditioned oracle of a locomotion family (saved under runs/oracle/)."""
     from metarl.agents.baselines import train_oracle
 
     torch.set_num_threads(1)
+    path = Path(out) if out else _oracle_path(family, seed)
     model = train_oracle(
         metarl.make_family(family), seed=seed, total_timesteps=timesteps, algorithm=algorithm, n_envs=n_envs
     )
-    model.save(_oracle_path(family, seed))
-    print(f"saved {_oracle_path(family, seed)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    print(f"saved {path}")
 
 
 def _run_dir_of(path: Path) -> Path:
@@ -205,6 +210,12 @@ def evaluate(
         int, typer.Option(help="Episodes per task and gradient step (0: the reference's 4000 steps' worth).")
     ] = 0,
     out_dir: Annotated[str, typer.Option(help="Output directory (default: benchmarks/maml_<family>).")] = "",
+    oracle: Annotated[
+        str,
+        typer.Option(
+            help="Oracle model of a locomotion family (default runs/oracle/<family>/seed<seed>.zip)."
+        ),
+    ] = "",
 ) -> None:
     """Meta-test every learner on the test split and write results.json, README.md, adaptation.png."""
     torch.set_num_threads(1)
@@ -240,13 +251,14 @@ def evaluate(
     if family == "Navigation2D-v0":
         learners.append((Navigation2DOracle(), {}))
         oracle_info = {"kind": "scripted: walks straight to the known goal"}
-    elif _oracle_path(family, seed).exists():
+    elif oracle or _oracle_path(family, seed).exists():
         from metarl.agents.baselines import load_oracle
 
-        oracle_learner = load_oracle(_oracle_path(family, seed))
+        oracle_path = Path(oracle) if oracle else _oracle_path(family, seed)
+        oracle_learner = load_oracle(oracle_path)  # names a missing or malformed file
         learners.append((oracle_learner, {}))
         algorithm = oracle_learner.name.removeprefix("oracle-").upper()
-        oracle_info = {"kind": f"task-conditioned SB3 {algorithm}", "path": str(_oracle_path(family, seed))}
+        oracle_info = {"kind": f"task-conditioned SB3 {algorithm}", "path": str(oracle_path)}
     results, t0 = [], time.perf_counter()
     for learner, _ in learners:
         results.append(
