@@ -441,6 +441,13 @@ def _step_sizes(meta: dict[str, Any]) -> str:
     )
 
 
+def _train_command(family: str, run: str, default: str) -> str:
+    """How ``run`` (a run directory or one of its checkpoints) was trained: ``metarl train`` with the
+    run's saved ``config.json``, which holds every setting; ``default`` where the run has none."""
+    saved = (_run_dir_of(Path(run)) if Path(run).is_file() else Path(run)) / "config.json"
+    return f"metarl train maml-trpo --family {family} --config {saved}" if saved.is_file() else default
+
+
 def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
     family, paper = meta["family"], meta["paper"]
     prov = meta["provenance"]
@@ -484,17 +491,35 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
         f"Commands (train seed {s}; meta-test episodes seeded with {meta['eval_seed']}):",
         "",
         "```",
-        f"python scripts/{EXPERIMENTS[family][0]}.py --seed {s}",
-        f"python scripts/bench_maml.py pretrain --family {family} --seed {s}",
         *(
-            [f"python scripts/bench_maml.py oracle --family {family} --seed {s}"]
+            _train_command(family, info["run_dir"], f"python scripts/{EXPERIMENTS[family][0]}.py --seed {s}")
+            for info in meta["maml"]
+        ),
+        *(
+            [
+                _train_command(
+                    family,
+                    meta["pretrained_run_dir"],
+                    f"python scripts/bench_maml.py pretrain --family {family} --seed {s}",
+                )
+            ]
+            if meta.get("pretrained")
+            else []
+        ),
+        *(
+            [
+                f"python scripts/bench_maml.py oracle --family {family} --seed {s}"
+                + (f" --out {meta['oracle']['path']}" if "path" in meta["oracle"] else "")
+            ]
             if family != "Navigation2D-v0"
             else []
         ),
         f"python scripts/bench_maml.py evaluate --family {family} --seed {s} --eval-seed {meta['eval_seed']}"
         + "".join(f" --maml-run {info['run_dir']}" for info in meta["maml"] if "run_dir" in info)
         + (f" --pretrained-run {meta['pretrained_run_dir']}" if meta.get("pretrained") else "")
-        + f" --later-step-scale {meta['later_step_scale']:g} --episodes-per-step {meta['episodes_per_step']}",
+        + (f" --oracle {meta['oracle']['path']}" if "path" in meta["oracle"] else "")
+        + f" --later-step-scale {meta['later_step_scale']:g} --episodes-per-step {meta['episodes_per_step']}"
+        + f" --out-dir {out}",
         "```",
         "",
         f"Commit {prov['commit']}, {prov['date']}, machine: {machine['cpu']}, {machine['cores']} cores (shared, no "

@@ -721,10 +721,9 @@ def test_resume_refuses_a_run_sampled_with_other_clipping(tmp_path) -> None:  # 
         train(tiny_config(tmp_path), resume=True, progress=False)
 
 
-def test_bench_maml_select_scores_the_best_logged_checkpoints_on_validation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def _bench_maml_module():  # type: ignore[no-untyped-def]
+    """``scripts/bench_maml.py`` imported as a module (scripts/ is not a package)."""
     import importlib.util
-
-    import typer
 
     spec = importlib.util.spec_from_file_location(
         "bench_maml", Path(__file__).resolve().parents[1] / "scripts" / "bench_maml.py"
@@ -732,6 +731,28 @@ def test_bench_maml_select_scores_the_best_logged_checkpoints_on_validation(tmp_
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_maml_train_command_names_the_runs_saved_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bench = _bench_maml_module()
+    run = tmp_path / "run"
+    config = tiny_config(run, meta_iterations=1, eval_every=1, nonlinearity="relu")
+    train(config, progress=False)
+    want = f"metarl train maml-trpo --family Navigation2D-v0 --config {run / 'config.json'}"
+    ckpt = next((run / "checkpoints").glob("ckpt_*.pt"))
+    assert bench._train_command("Navigation2D-v0", str(run), "default") == want
+    assert bench._train_command("Navigation2D-v0", str(ckpt), "default") == want  # a selected checkpoint
+    assert bench._train_command("Navigation2D-v0", str(run / "best.pt"), "default") == want
+    assert bench._train_command("Navigation2D-v0", str(tmp_path / "missing"), "default") == "default"
+    # the saved file holds every setting: it rebuilds the run's config exactly
+    assert MAMLTRPOConfig.from_dict(json.loads((run / "config.json").read_text())) == config
+
+
+def test_bench_maml_select_scores_the_best_logged_checkpoints_on_validation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import typer
+
+    bench = _bench_maml_module()
     run = tmp_path / "run"
     train(tiny_config(run, meta_iterations=4, eval_every=1, keep_checkpoints=4), progress=False)
     with (run / "validation.csv").open() as fh:
