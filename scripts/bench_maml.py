@@ -84,8 +84,9 @@ def _pretrain_run(family: str, seed: int) -> str:
     return f"runs/maml_trpo/{family}/pretrained_seed{seed}"
 
 
-def _oracle_path(family: str, seed: int) -> Path:
-    return Path("runs/oracle") / family / f"seed{seed}.zip"
+def _oracle_path(family: str, seed: int, given: str = "") -> Path:
+    """The oracle model: ``given`` if the user named one, else ``runs/oracle/<family>/seed<seed>.zip``."""
+    return Path(given) if given else Path("runs/oracle") / family / f"seed{seed}.zip"
 
 
 @app.command()
@@ -128,7 +129,7 @@ def oracle(
     from metarl.agents.baselines import train_oracle
 
     torch.set_num_threads(1)
-    path = Path(out) if out else _oracle_path(family, seed)
+    path = _oracle_path(family, seed, out)
     model = train_oracle(
         metarl.make_family(family), seed=seed, total_timesteps=timesteps, algorithm=algorithm, n_envs=n_envs
     )
@@ -254,7 +255,7 @@ def evaluate(
     elif oracle or _oracle_path(family, seed).exists():
         from metarl.agents.baselines import load_oracle
 
-        oracle_path = Path(oracle) if oracle else _oracle_path(family, seed)
+        oracle_path = _oracle_path(family, seed, oracle)
         oracle_learner = load_oracle(oracle_path)  # names a missing or malformed file
         learners.append((oracle_learner, {}))
         algorithm = oracle_learner.name.removeprefix("oracle-").upper()
