@@ -124,6 +124,34 @@ class EvalResult:
             rows.append({"round": r, "mean": mean, "ci_low": low, "ci_high": high})
         return rows
 
+    def paired_difference(self, other: EvalResult, metric: str = "returns") -> list[dict[str, float]]:
+        """Per round: mean over tasks of ``self - other`` and its bootstrap CI, resampling tasks.
+
+        Both learners must have been meta-tested on the same tasks of the same split with the same
+        number of rounds. Pairing removes the spread between tasks (some goals are harder for every
+        learner), so the interval is narrower than the one the two separate intervals suggest.
+        """
+        if (self.family_id, self.split) != (other.family_id, other.split) or self.task_ids != other.task_ids:
+            raise ValueError(
+                f"paired_difference needs the same tasks: {self.learner!r} has {self.family_id}/{self.split} "
+                f"({len(self.task_ids)} tasks), {other.learner!r} has {other.family_id}/{other.split} "
+                f"({len(other.task_ids)} tasks)"
+            )
+        if self.rounds != other.rounds:
+            raise ValueError(
+                f"paired_difference needs the same rounds: {self.learner!r} has {self.rounds}, "
+                f"{other.learner!r} has {other.rounds}"
+            )
+        mine, theirs = (self.returns, other.returns) if metric == "returns" else (self.success, other.success)
+        if mine is None or theirs is None:
+            raise ValueError(f"{self.family_id} defines no success")
+        rows = []
+        for r in range(self.rounds):
+            diff = np.asarray(mine[:, r], dtype=np.float64) - np.asarray(theirs[:, r], dtype=np.float64)
+            mean, low, high = bootstrap_ci(diff, confidence=self.confidence, seed=self.seed)
+            rows.append({"round": r, "mean": mean, "ci_low": low, "ci_high": high})
+        return rows
+
     def to_dict(self) -> dict[str, Any]:
         from metarl import __version__
 

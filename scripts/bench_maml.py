@@ -449,6 +449,26 @@ def _train_command(family: str, run: str, default: str) -> str:
     return f"metarl train maml-trpo --family {family} --config {saved}" if saved.is_file() else default
 
 
+def _paired_lines(mamls: list[Any], others: list[Any]) -> list[str]:
+    """Markdown table of each MAML learner minus each other learner, paired over the test tasks."""
+    if not others:
+        return []
+    lines = [
+        "",
+        "Paired differences on the same test tasks (mean of the per-task differences; 95% bootstrap CI "
+        "over tasks):",
+        "",
+        "| difference | 0 steps | 1 step | 2 steps | 3 steps |",
+        "|---|---|---|---|---|",
+    ]
+    for maml in mamls:
+        for other in others:
+            rows = maml.paired_difference(other)
+            cells = [f"{r['mean']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" for r in rows]
+            lines.append(f"| {maml.learner} minus {other.learner} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
     family, paper = meta["family"], meta["paper"]
     prov = meta["provenance"]
@@ -470,6 +490,7 @@ def _write_readme(out: Path, results: list[Any], meta: dict[str, Any]) -> None:
     for name, values in paper.items():
         cells = ["-" if v is None else f"{v}" for v in values]
         lines.append(f"| paper {name} (Finn et al. 2017) | " + " | ".join(cells) + " |")
+    lines += _paired_lines(results[: len(meta["maml"])], results[len(meta["maml"]) :])
     lines += ["", "![adaptation curves](adaptation.png)", "", "## Setup", ""]
     for info, res in zip(meta["maml"], results, strict=False):
         lines.append(_run_line(res.learner, info, info["run"]))

@@ -59,6 +59,47 @@ def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_data() -> None:
     assert bootstrap_ci(np.array([3.0])) == (3.0, 3.0, 3.0)
 
 
+def _result(learner: str, returns: np.ndarray, task_ids: list[str] | None = None) -> EvalResult:
+    n, rounds = returns.shape
+    return EvalResult(
+        family_id="Navigation2D-v0",
+        split="test",
+        learner=learner,
+        adaptation_unit="gradient step",
+        seed=0,
+        episodes_per_round=1,
+        task_ids=task_ids or [f"t{i}" for i in range(n)],
+        returns=returns,
+        env_steps_before=np.zeros((n, rounds)),
+    )
+
+
+def test_paired_difference_removes_the_spread_between_tasks() -> None:
+    rng = np.random.default_rng(0)
+    hardness = rng.normal(scale=10.0, size=(30, 1))  # shared by both learners
+    noise = rng.normal(scale=0.1, size=(30, 2))
+    a = _result("a", hardness + np.array([1.0, 3.0]) + noise)
+    b = _result("b", hardness + np.array([1.0, 1.0]))
+    rows = a.paired_difference(b)
+    np.testing.assert_allclose([r["mean"] for r in rows], (a.returns - b.returns).mean(0))
+    assert rows[0]["ci_low"] < 0.0 < rows[0]["ci_high"]  # no difference before adapting
+    assert 1.9 < rows[1]["ci_low"] < rows[1]["mean"] < rows[1]["ci_high"] < 2.1
+    # the unpaired intervals are ten times wider and overlap
+    sa, sb = a.summary()[1], b.summary()[1]
+    assert sa["ci_low"] < sb["ci_high"]
+    assert sa["ci_high"] - sa["ci_low"] > 10 * (rows[1]["ci_high"] - rows[1]["ci_low"])
+
+
+def test_paired_difference_needs_the_same_tasks_and_rounds() -> None:
+    a = _result("a", np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"same tasks: 'a' has Navigation2D-v0/test \(3 tasks\)"):
+        a.paired_difference(_result("b", np.zeros((3, 2)), task_ids=["t0", "t1", "x"]))
+    with pytest.raises(ValueError, match="same rounds: 'a' has 2, 'b' has 3"):
+        a.paired_difference(_result("b", np.zeros((3, 3))))
+    with pytest.raises(ValueError, match="defines no success"):
+        a.paired_difference(a, metric="success")
+
+
 def test_result_json_round_trip_markdown_and_plot(tmp_path: Path) -> None:
     res = metarl.evaluate(
         Navigation2DTrilateration(), "Navigation2D-v0", n_tasks=4, rounds=2, episodes_per_round=1

@@ -39,6 +39,7 @@ from metarl.agents.maml_trpo import (
     map_tasks,
 )
 from metarl.agents.policies import GaussianMLPPolicy, PolicySampler, batched_forward, make_policy
+from metarl.agents.scripted import Navigation2DOracle, Navigation2DTrilateration, RandomLearner
 from metarl.agents.trpo import (
     backtracking_line_search,
     conjugate_gradient,
@@ -747,6 +748,24 @@ def test_bench_maml_train_command_names_the_runs_saved_config(tmp_path) -> None:
     assert bench._train_command("Navigation2D-v0", str(tmp_path / "missing"), "default") == "default"
     # the saved file holds every setting: it rebuilds the run's config exactly
     assert MAMLTRPOConfig.from_dict(json.loads((run / "config.json").read_text())) == config
+
+
+def test_bench_maml_readme_pairs_each_maml_learner_with_each_baseline() -> None:
+    bench = _bench_maml_module()
+    fam = metarl.make_family("Navigation2D-v0")
+    results = [
+        metarl.evaluate(learner, fam, n_tasks=4, rounds=2, episodes_per_round=1, seed=3)
+        for learner in (Navigation2DTrilateration(), RandomLearner(), Navigation2DOracle())
+    ]
+    lines = bench._paired_lines(results[:1], results[1:])
+    rows = [line for line in lines if line.startswith("| trilateration minus")]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| trilateration minus random",
+        "| trilateration minus oracle",
+    ]
+    want = results[0].paired_difference(results[2])[1]
+    assert f"{want['mean']:+.1f} [{want['ci_low']:+.1f}, {want['ci_high']:+.1f}]" in rows[1]
+    assert bench._paired_lines(results[:1], []) == []
 
 
 def test_bench_maml_select_scores_the_best_logged_checkpoints_on_validation(tmp_path) -> None:  # type: ignore[no-untyped-def]
