@@ -113,11 +113,18 @@ class EvalResult:
         """Episodes of adaptation experience per task before each round."""
         return np.arange(self.rounds) * self.episodes_per_round
 
-    def summary(self, metric: str = "returns") -> list[dict[str, float]]:
-        """Per round: mean over tasks and its bootstrap CI, for ``"returns"`` or ``"success"``."""
+    def _metric(self, metric: str) -> np.ndarray:
+        """The per-task, per-round array of ``"returns"`` or ``"success"``."""
+        if metric not in ("returns", "success"):
+            raise ValueError(f"metric must be 'returns' or 'success', got {metric!r}")
         data = self.returns if metric == "returns" else self.success
         if data is None:
             raise ValueError(f"{self.family_id} defines no success")
+        return data
+
+    def summary(self, metric: str = "returns") -> list[dict[str, float]]:
+        """Per round: mean over tasks and its bootstrap CI, for ``"returns"`` or ``"success"``."""
+        data = self._metric(metric)
         rows = []
         for r in range(self.rounds):
             mean, low, high = bootstrap_ci(data[:, r], confidence=self.confidence, seed=self.seed)
@@ -142,9 +149,7 @@ class EvalResult:
                 f"paired_difference needs the same rounds: {self.learner!r} has {self.rounds}, "
                 f"{other.learner!r} has {other.rounds}"
             )
-        mine, theirs = (self.returns, other.returns) if metric == "returns" else (self.success, other.success)
-        if mine is None or theirs is None:
-            raise ValueError(f"{self.family_id} defines no success")
+        mine, theirs = self._metric(metric), other._metric(metric)
         rows = []
         for r in range(self.rounds):
             diff = np.asarray(mine[:, r], dtype=np.float64) - np.asarray(theirs[:, r], dtype=np.float64)

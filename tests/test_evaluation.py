@@ -98,6 +98,8 @@ def test_paired_difference_needs_the_same_tasks_and_rounds() -> None:
         a.paired_difference(_result("b", np.zeros((3, 3))))
     with pytest.raises(ValueError, match="defines no success"):
         a.paired_difference(a, metric="success")
+    with pytest.raises(ValueError, match="metric must be 'returns' or 'success', got 'return'"):
+        a.summary("return")
 
 
 def test_result_json_round_trip_markdown_and_plot(tmp_path: Path) -> None:
