@@ -8,26 +8,22 @@ time would raise it. Run from the repository root:
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import torch
 
 import metarl
+from metarl.agents.checkpoint import load_checkpoint
+from metarl.agents.maml_train import load_algorithm
 from metarl.agents.maml_trpo import MAMLLearner
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(checkpoint: str, scales: list[float]) -> None:
-    spec = importlib.util.spec_from_file_location("bench_maml", ROOT / "scripts" / "bench_maml.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     torch.set_num_threads(1)
-    algo, info = bench._load(checkpoint)
-    family = metarl.make_family(info["config"]["family"])
+    algo = load_algorithm(checkpoint)
+    iteration = int(load_checkpoint(checkpoint)["iteration"])
+    family = metarl.make_family(algo.config.family)
     for scale in scales:
         sizes = {name: size * scale for name, size in algo.inner_step_sizes().items()}
         learner = MAMLLearner(algo.policy, sizes, algo.config, f"step x{scale:g}", 0.5)
@@ -36,7 +32,7 @@ def main(checkpoint: str, scales: list[float]) -> None:
             learner, family, split="validation", rounds=2, episodes_per_round=20, seed=12345
         )
         before, after = res.returns.mean(0)
-        print(f"{Path(checkpoint).name} (iteration {info['iteration']}): inner step x{scale:g}: "
+        print(f"{Path(checkpoint).name} (iteration {iteration}): inner step x{scale:g}: "
               f"validation return {before:.1f} before, {after:.1f} after one step", flush=True)  # fmt: skip
 
 
