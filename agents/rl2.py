@@ -157,6 +157,18 @@ class RL2Config:
     #: reads the same clock on longer trials. A warm start from a run without it adds the input with
     #: zero weights, so the run starts from that run's policy.
     policy_time: bool = False
+    #: Tell the value function the task (``False``: the RL² of Duan et al.): a privileged critic
+    #: (asymmetric actor-critic, Pinto et al. 2018) for training. The value head reads
+    #: ``tanh(W [h, f] + b)`` instead of ``h``, with ``f`` the trial's :meth:`metarl.Task.vector` (a
+    #: bandit's arm means; a tabular MDP's reward means and transitions). The policy never sees ``f``,
+    #: so acting and meta-testing are unchanged, and the policy gradient stays unbiased: the value is
+    #: a baseline that does not depend on the action, and ``E[r_t + V(h_{t+1}, f) | h_t, a_t]`` over
+    #: the posterior of the task given ``h_t`` is ``Q(h_t, a_t)``. What it changes is the variance:
+    #: ``V(h, f)`` knows what the trial still holds, so the TD errors of GAE credit a pull that
+    #: found a good arm with the value that finding adds, rather than leaving it to the luck of
+    #: the rest of the trial. Values are recomputed with ``f`` after each batch is collected (the
+    #: collecting workers need not know the tasks). Trials must be of one family (one length of ``f``).
+    value_task: bool = False
     #: The reward the PPO targets are computed from. ``"sampled"``: the reward received (the RL² of
     #: Duan et al.). ``"expected"``: the env's ``info["expected_reward"]``, the mean of that reward
     #: given the task, state and action (the pulled arm's ``p``, the MDP's ``mu[s, a]``). The policy
@@ -205,6 +217,7 @@ class RL2Config:
         check_bool(own, "separate_value", self.separate_value)
         check_bool(own, "value_time", self.value_time)
         check_bool(own, "policy_time", self.policy_time)
+        check_bool(own, "value_task", self.value_task)
         check_sampler_options(own, self)
         if not isinstance(self.family_kwargs, dict) or not all(
             isinstance(k, str) for k in self.family_kwargs
@@ -332,6 +345,7 @@ class RL2ActorCritic(nn.Module):
         aux_reward: bool = False,
         value_horizon: int | None = None,
         time_horizon: int | None = None,
+        task_dim: int = 0,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -340,6 +354,8 @@ class RL2ActorCritic(nn.Module):
         for name, horizon in (("value_horizon", value_horizon), ("time_horizon", time_horizon)):
             if horizon is not None and not (isinstance(horizon, int) and horizon >= 1):
                 raise ValueError(f"{name} must be a positive int (a trial's steps) or None, got {horizon!r}")
+        if not (isinstance(task_dim, int) and task_dim >= 0):
+            raise ValueError(f"task_dim must be a non-negative int (0: no task input), got {task_dim!r}")
         self.discrete = discrete
         self.hidden_size = hidden_size
         self.value_norm = value_norm
@@ -385,6 +401,13 @@ class RL2ActorCritic(nn.Module):
         if self.v_time is not None:
             nn.init.zeros_(self.v_time.weight)
             nn.init.zeros_(self.v_time.bias)
+        #: With ``task_dim > 0`` (:attr:`RL2Config.value_task`): the layer that mixes the task's
+        #: features into the value's input (made last: the other parameters draw as without it).
+        self.task_dim = task_dim
+        self.v_task = nn.Linear(hidden_size + task_dim, hidden_size) if task_dim else None
+        if self.v_task is not None:
+            nn.init.orthogonal_(self.v_task.weight, gain=1.0, generator=generator)
+            nn.init.zeros_(self.v_task.bias)
 
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(1, batch, self.hidden_size * (2 if self.separate_value else 1))
@@ -395,6 +418,7 @@ class RL2ActorCritic(nn.Module):
         h0: torch.Tensor | None = None,
         t0: int | torch.Tensor = 0,
         horizon: int | None = None,
+        task: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x``: ``(B, T, input_dim)`` -> (policy params ``(B, T, act_dim)``, values ``(B, T)``, ``h_T``).
 
@@ -402,8 +426,10 @@ class RL2ActorCritic(nn.Module):
         ``t0``: the trial step of ``x[:, 0]``, one for all rows or a ``(B,)`` integer tensor (used
         with ``value_horizon`` and ``time_horizon`` only). ``horizon``: the step bound the clock
         input counts down over, when it differs from ``time_horizon`` (trials longer than in training).
+        ``task``: ``(B, task_dim)``, each row's task features, for a model with ``task_dim > 0``;
+        without them such a model's values are NaN (acting needs only the policy).
         """
-        params, values, h, _ = self.forward_with_aux(x, h0, t0, horizon)
+        params, values, h, _ = self.forward_with_aux(x, h0, t0, horizon, task)
         return params, values, h
 
     @staticmethod
@@ -418,6 +444,7 @@ class RL2ActorCritic(nn.Module):
         h0: torch.Tensor | None = None,
         t0: int | torch.Tensor = 0,
         horizon: int | None = None,
+        task: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """As :meth:`forward`, plus the auxiliary head's reward predictions ``(B, T, act_dim)``
         (``None`` without one), from the same pass of the GRU."""
@@ -437,6 +464,19 @@ class RL2ActorCritic(nn.Module):
             out, hp = self.gru(x, None if hp is None else hp.contiguous())
             v_out, hv = self.v_gru(x, None if hv is None else hv.contiguous())
             h = torch.cat([hp, hv], dim=-1)
+        if self.v_task is not None:
+            if task is None:  # acting only: there is no value without the task
+                v_out = torch.full_like(v_out, float("nan"))
+            else:
+                if task.shape != (x.shape[0], self.task_dim):
+                    raise ValueError(
+                        f"task features must have shape {(x.shape[0], self.task_dim)} (batch, task_dim), "
+                        f"got {tuple(task.shape)}"
+                    )
+                f = task.to(v_out.dtype)[:, None].expand(-1, x.shape[1], -1)
+                v_out = torch.tanh(self.v_task(torch.cat([v_out, f], dim=-1)))
+        elif task is not None:
+            raise ValueError("task features given to a model without a task input (task_dim=0)")
         values = self.v(v_out).squeeze(-1)
         if self.v_time is not None and self.value_horizon is not None:
             left = 1.0 - self._steps(t0, x.shape[0], x.shape[1], values.dtype) / self.value_horizon
@@ -660,7 +700,11 @@ def aux_reward_loss(
 
 # --------------------------------------------------------------------------------- the agent
 def build_model(
-    config: RL2Config, inputs: TrialInputs, generator: torch.Generator, max_trial_steps: int
+    config: RL2Config,
+    inputs: TrialInputs,
+    generator: torch.Generator,
+    max_trial_steps: int,
+    task_dim: int = 0,
 ) -> RL2ActorCritic:
     return RL2ActorCritic(
         inputs.input_dim,
@@ -673,6 +717,7 @@ def build_model(
         aux_reward=config.aux_reward_coef > 0,
         value_horizon=int(max_trial_steps) if config.value_time else None,
         time_horizon=int(max_trial_steps) if config.policy_time else None,
+        task_dim=task_dim if config.value_task else 0,
         generator=generator,
     )
 
@@ -724,7 +769,12 @@ class RL2:
                 f"RL2Config.aux_reward_coef={config.aux_reward_coef} needs a discrete action space; "
                 f"{self.family.id} acts in {self.inputs.action_space}"
             )
-        self.model = build_model(config, self.inputs, self.torch_gen, self.max_trial_steps)
+        # the length of a task's features, from a task drawn on a generator of its own (the run's
+        # streams are not touched)
+        task_dim = (
+            len(self.family.sample(1, np.random.default_rng(0))[0].vector()) if config.value_task else 0
+        )
+        self.model = build_model(config, self.inputs, self.torch_gen, self.max_trial_steps, task_dim)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=1e-5)
         self.updates = 0
         self.env_steps = 0
@@ -774,8 +824,14 @@ class RL2:
             batch = collect_trials(self.model, self.env, tasks, seed=seed, generator=self.torch_gen)
         else:
             batch = self._trial_sampler().collect(self.model, tasks, seed)
+        task_x: torch.Tensor | None = None
+        values = batch.values
+        if c.value_task:  # the privileged critic's values, from the trials' tasks
+            task_x = torch.as_tensor(np.stack([task.vector() for task in tasks]), dtype=torch.float32)
+            with torch.no_grad():
+                _, values, _, _ = self.model.forward_with_aux(batch.inputs, task=task_x)
         adv, returns = trial_gae(
-            self._signal_rewards(batch) * c.reward_scale, batch.values, batch.mask, c.gamma, c.gae_lambda
+            self._signal_rewards(batch) * c.reward_scale, values, batch.mask, c.gamma, c.gae_lambda
         )
         m = batch.mask
         if c.value_norm:
@@ -798,7 +854,9 @@ class RL2:
                 break
             perm = torch.randperm(B, generator=self.torch_gen)
             for idx in perm.chunk(c.num_minibatches):
-                params, values, _, predicted = self.model.forward_with_aux(batch.inputs[idx])
+                params, values, _, predicted = self.model.forward_with_aux(
+                    batch.inputs[idx], task=None if task_x is None else task_x[idx]
+                )
                 dist = self.model.distribution(params)
                 loss, s = ppo_loss(
                     dist.log_prob(batch.actions[idx]),

@@ -229,7 +229,12 @@ class TrialSampler:
                             model.value_norm, model.separate_value, model.value_horizon,
                             model.time_horizon)  # fmt: skip
         # the workers only act: they need the policy and value network, not the auxiliary reward head
-        state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("aux.")}
+        # nor the task input of a privileged critic (whose values the learner recomputes)
+        state = {
+            k: v.detach().clone()
+            for k, v in model.state_dict().items()
+            if not k.startswith(("aux.", "v_task."))
+        }
         shares = self.sampler.map_shares(job, state, tasks, seed)
         return join_trial_batches([batch for _, batch in shares])
 

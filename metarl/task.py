@@ -135,6 +135,14 @@ class Task:
         """A parameter as a float64 NumPy array."""
         return np.asarray(self[name], dtype=np.float64)
 
+    def vector(self) -> np.ndarray:
+        """Every parameter flattened (C order) and concatenated in name order, as one float64
+        vector: the task's features, e.g. for a critic that is told the task
+        (:attr:`metarl.agents.rl2.RL2Config.value_task`). Tasks of one family give vectors of one length."""
+        if not self.params:
+            return np.zeros(0)
+        return np.concatenate([np.ravel(self.array(name)) for name in self.names])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "family": self.family,
