@@ -163,11 +163,13 @@ class RL2Config:
     #: bandit's arm means; a tabular MDP's reward means and transitions). The policy never sees ``f``,
     #: so acting and meta-testing are unchanged, and the policy gradient stays unbiased: the value is
     #: a baseline that does not depend on the action, and ``E[r_t + V(h_{t+1}, f) | h_t, a_t]`` over
-    #: the posterior of the task given ``h_t`` is ``Q(h_t, a_t)``. What it changes is the variance:
-    #: ``V(h, f)`` knows what the trial still holds, so the TD errors of GAE credit a pull that
-    #: found a good arm with the value that finding adds, rather than leaving it to the luck of
-    #: the rest of the trial. Values are recomputed with ``f`` after each batch is collected (the
-    #: collecting workers need not know the tasks). Trials must be of one family (one length of ``f``).
+    #: the posterior of the task given ``h_t`` is ``Q(h_t, a_t)``, at every GAE lambda (a test checks
+    #: it by enumerating every trial of a two-task bandit). Exact values give about the same variance
+    #: either way; what changes is what the critic has to learn. ``V(h)`` must infer the task from the
+    #: history, which the GRU does slowly and GAE's advantages inherit as bias; ``V(h, f)`` is told it
+    #: (e.g. a bandit's best arm, so the value of a pull that found it shows in the TD error). Values
+    #: are recomputed with ``f`` after each batch is collected (the collecting workers need not know the
+    #: tasks). Trials must be of one family (one length of ``f``).
     value_task: bool = False
     #: The reward the PPO targets are computed from. ``"sampled"``: the reward received (the RL² of
     #: Duan et al.). ``"expected"``: the env's ``info["expected_reward"]``, the mean of that reward

@@ -10,7 +10,7 @@ import torch
 
 from metarl import Task, evaluate, make_family
 from metarl.agents import rl2 as rl2_module
-from metarl.agents.rl2 import RL2, RL2ActorCritic, RL2Config
+from metarl.agents.rl2 import RL2, RL2ActorCritic, RL2Config, trial_gae
 from metarl.agents.rl2_train import load_run, train
 
 torch.set_num_threads(1)
@@ -148,3 +148,79 @@ def test_warm_start_refuses_a_different_critic(tmp_path) -> None:
     train(small_config(value_task=False), tmp_path / "src", progress=False, max_updates=1)
     with pytest.raises(ValueError, match="value_task: False there, True here"):
         train(small_config(), tmp_path / "warm", progress=False, max_updates=0, init_from=tmp_path / "src")
+
+
+def test_task_conditioned_values_keep_the_policy_gradient_unbiased() -> None:
+    # Two equally likely tasks (arm means (0.3, 0.8) and (0.8, 0.3)), two arms, two pulls, a tabular
+    # policy whose second pull depends on the first (action, reward) but not on the task. With the
+    # exact task-conditioned value V(h, task) as the critic, GAE's advantages from trial_gae give, in
+    # expectation over every task and trial, the exact gradient of the expected return at every
+    # lambda, as the exact history-only value V(h) (the same averaged over the task's posterior) does.
+    tasks = torch.tensor([[0.3, 0.8], [0.8, 0.3]], dtype=torch.float64)
+    theta0 = torch.tensor([0.4, -0.2], dtype=torch.float64, requires_grad=True)
+    theta1 = torch.tensor([[[0.1, 0.5], [-0.3, 0.2]], [[0.7, -0.6], [0.0, 0.9]]], dtype=torch.float64,
+                          requires_grad=True)  # fmt: skip
+    pi0 = torch.softmax(theta0, 0).detach()
+    pi1 = torch.softmax(theta1, -1).detach()
+
+    def bern(p: torch.Tensor, r: int) -> torch.Tensor:
+        return p if r else 1 - p
+
+    # exact values: after the first pull, the expected second reward; before it, the whole trial's
+    v1 = {
+        (k, a1, r1): float((pi1[a1, r1] * tasks[k]).sum())
+        for k in range(2)
+        for a1 in range(2)
+        for r1 in range(2)
+    }
+    v0 = {k: sum(float(pi0[a1] * bern(tasks[k, a1], r1)) * (r1 + v1[k, a1, r1]) for a1 in range(2)
+                 for r1 in range(2)) for k in range(2)}  # fmt: skip
+
+    def posterior(a1: int, r1: int) -> list[float]:
+        w = [float(bern(tasks[k, a1], r1)) for k in range(2)]
+        return [x / sum(w) for x in w]
+
+    def history_values(a1: int, r1: int) -> list[float]:
+        post = posterior(a1, r1)
+        return [0.5 * (v0[0] + v0[1]), sum(post[k] * v1[k, a1, r1] for k in range(2))]
+
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    exact = torch.zeros((), dtype=torch.float64)
+    estimates: dict[tuple[str, float], list[tuple[float, torch.Tensor]]] = {}
+    for k in range(2):
+        for a1, r1, a2, r2 in np.ndindex(2, 2, 2, 2):
+            logp1 = torch.log_softmax(theta0, 0)[a1]
+            logp2 = torch.log_softmax(theta1[a1, r1], 0)[a2]
+            env = 0.5 * bern(tasks[k, a1], r1) * bern(tasks[k, a2], r2)
+            exact = exact + env * (logp1 + logp2).exp() * (r1 + r2)
+            prob = float((env * (logp1 + logp2).exp()).detach())
+            rewards = torch.tensor([[float(r1), float(r2)]], dtype=torch.float64)
+            for critic, values in (("task", [v0[k], v1[k, a1, r1]]), ("history", history_values(a1, r1))):
+                for lam in (0.0, 0.5, 1.0):
+                    adv, _ = trial_gae(rewards, torch.tensor([values], dtype=torch.float64), mask, 1.0, lam)
+                    g = torch.autograd.grad(logp1 * adv[0, 0] + logp2 * adv[0, 1], (theta0, theta1),
+                                            retain_graph=True)  # fmt: skip
+                    estimates.setdefault((critic, lam), []).append(
+                        (prob, torch.cat([x.flatten() for x in g]))
+                    )
+    true = torch.cat([x.flatten() for x in torch.autograd.grad(exact, (theta0, theta1))])
+    assert true.abs().max() > 0.01
+    for items in estimates.values():
+        assert abs(sum(w for w, _ in items) - 1.0) < 1e-12
+        torch.testing.assert_close(sum(w * g for w, g in items), true, rtol=0, atol=1e-12)
+    # a critic that is not a baseline (it reads the action) would bias it: the check can fail
+    biased = []
+    for k in range(2):
+        for a1, r1, a2, r2 in np.ndindex(2, 2, 2, 2):
+            logp1 = torch.log_softmax(theta0, 0)[a1]
+            logp2 = torch.log_softmax(theta1[a1, r1], 0)[a2]
+            prob = float(
+                (0.5 * bern(tasks[k, a1], r1) * bern(tasks[k, a2], r2) * (logp1 + logp2).exp()).detach()
+            )
+            values = torch.tensor([[v0[k], float(tasks[k, a2])]], dtype=torch.float64)
+            adv, _ = trial_gae(
+                torch.tensor([[float(r1), float(r2)]], dtype=torch.float64), values, mask, 1.0, 1.0
+            )
+            g = torch.autograd.grad(logp1 * adv[0, 0] + logp2 * adv[0, 1], (theta0, theta1))
+            biased.append((prob, torch.cat([x.flatten() for x in g])))
+    assert (sum(w * g for w, g in biased) - true).abs().max() > 1e-3
