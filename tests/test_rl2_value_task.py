@@ -217,9 +217,9 @@ def test_task_conditioned_values_keep_the_policy_gradient_unbiased() -> None:
             prob = float(
                 (0.5 * bern(tasks[k, a1], r1) * bern(tasks[k, a2], r2) * (logp1 + logp2).exp()).detach()
             )
-            values = torch.tensor([[v0[k], float(tasks[k, a2])]], dtype=torch.float64)
+            leaky = torch.tensor([[v0[k], float(tasks[k, a2])]], dtype=torch.float64)
             adv, _ = trial_gae(
-                torch.tensor([[float(r1), float(r2)]], dtype=torch.float64), values, mask, 1.0, 1.0
+                torch.tensor([[float(r1), float(r2)]], dtype=torch.float64), leaky, mask, 1.0, 1.0
             )
             g = torch.autograd.grad(logp1 * adv[0, 0] + logp2 * adv[0, 1], (theta0, theta1))
             biased.append((prob, torch.cat([x.flatten() for x in g])))
