@@ -27,7 +27,9 @@ def windows(path: Path, width: int) -> dict[int, tuple[float, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", nargs="+", metavar="NAME=PROGRESS_CSV")
     parser.add_argument("--window", type=int, default=1_000_000, help="window width in env steps")
     args = parser.parse_args()
@@ -35,7 +37,7 @@ def main() -> None:
         parser.error(f"--window must be a positive number of env steps, got {args.window}")
     table: dict[str, dict[int, tuple[float, int]]] = {}
     for spec in args.runs:
-        name, sep, path = spec.partition("=")
+        name, sep, path = spec.rpartition("=")  # the name may hold "=" (e.g. "k=10")
         if not sep or not Path(path).is_file():
             parser.error(f"expected NAME=PROGRESS_CSV with an existing file, got {spec!r}")
         table[name] = windows(Path(path), args.window)
