@@ -26,7 +26,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import mujoco
@@ -274,6 +274,8 @@ class _RandomizedDynamics(TaskEnv):
 
     _randomizer: DynamicsRandomizer
     _gymnasium_step: Any
+    #: Set by the Gymnasium env (the generated class's other base); declared for the type checker.
+    action_space: gym.spaces.Space[Any]
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self._gymnasium_step(action)
@@ -294,6 +296,7 @@ class _RandomizedDynamics(TaskEnv):
 
 def _rebuild_env(family: RandParamsFamily, task: Task | None) -> TaskEnv:
     env = family._make_base_env()
+    assert isinstance(env, TaskEnv)  # every make_randomized_env_class env is one
     if task is not None:
         env.set_task(task)
     return env
@@ -362,7 +365,9 @@ class RandParamsFamily(TaskFamily):
         self.spec = DynamicsSpec.from_dict(RAND_PARAM_ENVS_SPEC if dynamics is None else dynamics)
         self.env_kwargs = {**registered_kwargs, **dict(env_kwargs or {})}
         self._base_env_class = env_class  # importable, so the family pickles
-        probe = make_randomized_env_class(env_class)(
+        # cast: mypy does not accept a class object (type[X]) as the Hashable that functools.cache's
+        # wrapper asks of its arguments; classes are hashable.
+        probe = make_randomized_env_class(cast(type, env_class))(
             **self.env_kwargs
         )  # reads shapes and rows; closed right away
         randomizer = DynamicsRandomizer(probe.model, self.spec)
@@ -386,8 +391,10 @@ class RandParamsFamily(TaskFamily):
                     f"multiplier must be 1, got {values[bad[0]]}"
                 )
 
-    def _make_base_env(self) -> TaskEnv:
-        env = make_randomized_env_class(self._base_env_class)(**self.env_kwargs)
+    def _make_base_env(self) -> MujocoEnv:
+        """A ``make_randomized_env_class`` env: a :class:`TaskEnv` and a Gymnasium ``MujocoEnv``."""
+        # cast: see __init__
+        env = make_randomized_env_class(cast(type, self._base_env_class))(**self.env_kwargs)
         env.task_family = self
         env._randomizer = DynamicsRandomizer(env.model, self.spec)
         return env

@@ -255,7 +255,7 @@ class ML1Family(MetaWorldFamily):
             )
         self.task_name = env_name.removesuffix("-v3")
         self.name = f"ML1-{self.task_name}"  # type: ignore[misc]
-        self.description = f"Meta-World ML1 {env_name}: object and goal positions vary; success rate."  # type: ignore[misc]
+        self.description = f"Meta-World ML1 {env_name}: object and goal positions vary; success rate."
         self._env_name = env_name
         super().__init__(**kwargs)
 
@@ -289,6 +289,9 @@ class MetaWorldEnv(TaskEnv, gym.Env):
     """Runs a family's tasks on Meta-World's envs (one per class, built when first needed)."""
 
     metadata: dict[str, Any] = {"render_modes": []}
+    task_family: MetaWorldFamily
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Box
 
     def __init__(self, family: MetaWorldFamily) -> None:
         self.task_family = family

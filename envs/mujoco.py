@@ -51,7 +51,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
@@ -132,7 +132,8 @@ class MujocoTaskFamily(TaskFamily):
         super().__init__(split_sizes=split_sizes, split_seed=split_seed, max_episode_steps=max_episode_steps)
         self.env_kwargs = check_env_kwargs(self.env_class, env_kwargs)
 
-    def _make_base_env(self) -> TaskEnv:
+    def _make_base_env(self) -> MujocoEnv:
+        """An :attr:`env_class` env: a :class:`TaskEnv` and a Gymnasium ``MujocoEnv``."""
         return self.env_class(self, **self.env_kwargs)
 
     def make_batched_env(self, tasks: Sequence[Task], envs_per_task: int = 1) -> BatchedTaskVectorEnv | None:
@@ -176,7 +177,7 @@ class _TaskInfo:
         self.task_family = family
         self._cost_terms = self.reward_terms[1:]
         # Gymnasium's EzPickle recorded the base class's arguments; record ours instead.
-        EzPickle.__init__(self, family, **env_kwargs)
+        EzPickle.__init__(cast(EzPickle, self), family, **env_kwargs)  # the Gymnasium env is an EzPickle
 
     def _task_info(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -205,6 +206,9 @@ class _TaskReward(_TaskInfo):
     def _task_term(self, info: dict[str, Any]) -> float:
         raise NotImplementedError
 
+    # The env classes mixing this in carry ``# type: ignore[misc]``: Gymnasium annotates MujocoEnv.step's
+    # reward as np.float64, and this step returns a Python float (the sum below), so the two bases'
+    # signatures conflict; annotating np.float64 here would be false, and converting would cost time.
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, _, terminated, truncated, info = self._gymnasium_step(action)
         term = self._task_term(info)
@@ -313,7 +317,8 @@ class HalfCheetahDirFamily(MujocoTaskFamily):
 _ANT_TERMS = ("reward_survive", "reward_ctrl", "reward_contact")
 
 
-class AntVelEnv(TaskEnv, _TaskReward, AntEnv):
+# ignore[misc]: _TaskReward.step's float reward against MujocoEnv.step's np.float64 (see there).
+class AntVelEnv(TaskEnv, _TaskReward, AntEnv):  # type: ignore[misc]
     """Gymnasium's Ant-v5 (105-dim observation with contact forces) with a target velocity."""
 
     reward_terms = ("reward_forward", *_ANT_TERMS)
@@ -343,7 +348,8 @@ class AntVelFamily(MujocoTaskFamily):
     parameters = (Param("velocity", Uniform(0.0, 3.0), low=0.0, high=3.0, doc="target x-velocity"),)
 
 
-class AntDirEnv(TaskEnv, _TaskReward, AntEnv):
+# ignore[misc]: _TaskReward.step's float reward against MujocoEnv.step's np.float64 (see there).
+class AntDirEnv(TaskEnv, _TaskReward, AntEnv):  # type: ignore[misc]
     """Gymnasium's Ant-v5 (105-dim observation) rewarded for walking in direction ``d`` along x."""
 
     reward_terms = ("reward_forward", *_ANT_TERMS)
@@ -410,7 +416,8 @@ class _PlanarDirection:
         return {"direction": self._direction.copy()}
 
 
-class AntDir2DEnv(_PlanarDirection, TaskEnv, _TaskReward, AntEnv):
+# ignore[misc]: _TaskReward.step's float reward against MujocoEnv.step's np.float64 (see there).
+class AntDir2DEnv(_PlanarDirection, TaskEnv, _TaskReward, AntEnv):  # type: ignore[misc]
     """Gymnasium's Ant-v5 (105-dim observation) rewarded for velocity along ``(cos t, sin t)``."""
 
     reward_terms = ("reward_forward", *_ANT_TERMS)
@@ -432,7 +439,8 @@ class AntDir2DFamily(MujocoTaskFamily):
     parameters = (_ANGLE,)
 
 
-class AntGoalEnv(TaskEnv, _TaskReward, AntEnv):
+# ignore[misc]: _TaskReward.step's float reward against MujocoEnv.step's np.float64 (see there).
+class AntGoalEnv(TaskEnv, _TaskReward, AntEnv):  # type: ignore[misc]
     """Gymnasium's Ant-v5 (105-dim observation) rewarded by minus the L1 distance to a goal.
 
     ``reward_goal = -(|x - g_x| + |y - g_y|)`` of the torso after the step replaces Gymnasium's
@@ -473,7 +481,8 @@ class AntGoalFamily(MujocoTaskFamily):
 # --------------------------------------------------------------------------------- Humanoid
 
 
-class HumanoidDirEnv(_PlanarDirection, TaskEnv, _TaskReward, HumanoidEnv):
+# ignore[misc]: _TaskReward.step's float reward against MujocoEnv.step's np.float64 (see there).
+class HumanoidDirEnv(_PlanarDirection, TaskEnv, _TaskReward, HumanoidEnv):  # type: ignore[misc]
     """Gymnasium's Humanoid-v5 (348-dim observation) rewarded for centre-of-mass velocity along d."""
 
     reward_terms = ("reward_forward", *_ANT_TERMS)

@@ -57,8 +57,9 @@ class TaskFamily:
     version: ClassVar[int] = 0
     #: What varies between tasks: ``"goal"``, ``"reward"``, ``"dynamics"`` or combinations.
     varies: ClassVar[str] = ""
-    #: One sentence describing the family.
-    description: ClassVar[str] = ""
+    #: One sentence describing the family; a class attribute, or an instance attribute set in
+    #: ``__init__`` (families built from constructor arguments).
+    description: str = ""
     #: Default horizon (``TimeLimit``).
     default_max_episode_steps: ClassVar[int] = 100
     default_split_sizes: ClassVar[Mapping[str, int]] = {"train": 100, "validation": 20, "test": 40}

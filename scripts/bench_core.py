@@ -56,9 +56,10 @@ def main() -> None:
     # 1. wrapper overhead
     actions = rng.uniform(-0.1, 0.1, size=(1000, 2)).astype(np.float32)
     bare = fam._make_base_env()
+    assert isinstance(bare, metarl.TaskEnv)
     bare.set_task(task)
     wrapped = fam.make_env(task)
-    per_step = {"bare": [], "wrapped": []}
+    per_step: dict[str, list[float]] = {"bare": [], "wrapped": []}
     for _ in range(args.reps):
         per_step["bare"].append(time_single(bare, actions, 20_000))
         per_step["wrapped"].append(time_single(wrapped, actions, 20_000))
@@ -83,7 +84,7 @@ def main() -> None:
         acts = rng.uniform(-0.1, 0.1, size=(50, n, 2)).astype(np.float32)
         steps_native = max(200, 200_000 // n)
         steps_sync = max(20, 20_000 // n)
-        rates = {"native": [], "sync": []}
+        rates: dict[str, list[float]] = {"native": [], "sync": []}
         for _ in range(args.reps):
             rates["native"].append(time_vector(native, acts, steps_native))
             rates["sync"].append(time_vector(sync, acts, steps_sync))

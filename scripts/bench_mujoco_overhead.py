@@ -167,6 +167,7 @@ def measure(
     task = family.test[0]
     arms = Arms(family, task, *PAIRS[family_id])
     space = arms.metarl.action_space
+    assert isinstance(space, gym.spaces.Box)
     rng = np.random.default_rng(seed)
     actions = rng.uniform(space.low, space.high, (steps, *space.shape)).astype(space.dtype)
     check_same_simulation(

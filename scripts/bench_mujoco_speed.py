@@ -39,9 +39,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import mujoco
 import numpy as np
 import torch
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 from mujoco import rollout
 
@@ -200,10 +202,13 @@ def bench_family(family_id: str, args: argparse.Namespace) -> dict[str, Any]:
     tasks = list(fam.train[: args.num_envs // args.envs_per_task])
     n = len(tasks) * args.envs_per_task
     probe = fam.make_env(tasks[0])
-    obs_dim = probe.observation_space.shape[0]
-    act_dim = probe.action_space.shape[0]
-    frame_skip = probe.unwrapped.frame_skip
-    model = probe.unwrapped.model
+    obs_space, act_space, base = probe.observation_space, probe.action_space, probe.unwrapped
+    assert isinstance(obs_space, gym.spaces.Box) and isinstance(act_space, gym.spaces.Box)
+    assert isinstance(base, MujocoEnv)
+    obs_dim = obs_space.shape[0]
+    act_dim = act_space.shape[0]
+    frame_skip = base.frame_skip
+    model = base.model
     policy = make_policy(obs_dim, act_dim, args.seed)
     heavy = family_id.startswith("Ant")
     steps = args.steps // (3 if heavy else 1)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 import metarl
@@ -56,8 +57,10 @@ def run_case(case: Case, reps: int, workers: int, seed: int) -> dict[str, Any]:
     family = metarl.make_family(case.family_id)
     tasks = family.train[: case.n_tasks]
     probe = family.make_env()
-    obs_dim = int(np.prod(probe.observation_space.shape))
-    act_dim = int(np.prod(probe.action_space.shape))
+    obs_space, act_space = probe.observation_space, probe.action_space
+    assert isinstance(obs_space, gym.spaces.Box) and isinstance(act_space, gym.spaces.Box)
+    obs_dim = int(np.prod(obs_space.shape))
+    act_dim = int(np.prod(act_space.shape))
     probe.close()
     state = LinearGaussianPolicy.init_state(obs_dim, act_dim, np.random.default_rng(seed))
     factory = LinearGaussianPolicy()

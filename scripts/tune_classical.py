@@ -89,9 +89,11 @@ def main() -> None:
     bandit_scores: dict[str, dict[str, list[float]]] = {}
     for k in ARMS:
         family = BernoulliBanditFamily(n_arms=k, n_pulls=max(PULLS), split_sizes=sizes)
-        chosen, scores = _tune(
-            family, BANDIT_GRIDS, PULLS, lambda n, k=k: f"n={n},k={k}", args.trials, args.seed
-        )
+
+        def label(n: int, k: int = k) -> str:
+            return f"n={n},k={k}"
+
+        chosen, scores = _tune(family, BANDIT_GRIDS, PULLS, label, args.trials, args.seed)
         for name in chosen:
             bandit.setdefault(name, {}).update(chosen[name])
             bandit_scores.setdefault(name, {}).update(scores[name])
