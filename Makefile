@@ -41,7 +41,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check metarl envs agents scripts tests
 	$(VENV)/bin/ruff format --check metarl envs agents scripts tests
-	$(VENV)/bin/mypy metarl envs agents scripts
+	$(VENV)/bin/mypy metarl envs agents scripts tests
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format metarl envs agents scripts tests

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -26,7 +29,7 @@ def _single_stream(fam: metarl.TaskFamily, task: metarl.Task, seed: int, actions
     every episode's end."""
     env = fam.make_env(task)
     obs, _ = env.reset(seed=seed)
-    out = [np.asarray(obs)]
+    out: list[Any] = [np.asarray(obs)]
     for a in actions:
         obs, r, term, trunc, info = env.step(int(a))
         if term or trunc:
@@ -41,11 +44,12 @@ def test_batched_env_matches_single_env_step_by_step(fam: metarl.TaskFamily, see
     tasks = list(fam.test[:3])
     envs_per_task = 2
     vec = metarl.make_vec(fam, tasks, envs_per_task=envs_per_task, backend="native")
+    assert isinstance(vec.single_action_space, gym.spaces.Discrete)
     n_actions = int(vec.single_action_space.n)
     steps = 3 * fam.max_episode_steps + 5
     actions = np.random.default_rng(seed).integers(n_actions, size=(steps, vec.num_envs))
     obs, _ = vec.reset(seed=seed)
-    batched = [(obs, None)]
+    batched: list[tuple[Any, ...]] = [(obs, None)]
     for a in actions:
         obs, r, term, trunc, info = vec.step(a)
         batched.append(
@@ -145,6 +149,7 @@ def test_step_info_reports_the_reward_mean_of_the_step(backend: str) -> None:
         a = np.array([0, 1, step % 2, 1 - step % 2])
         nxt, r, term, trunc, info = vec.step(a)
         means = metarl.vector.step_info(info, "expected_reward", term | trunc, np.nan)
+        assert means is not None
         np.testing.assert_array_equal(means, mu[obs, a])
         noise.append(r - means)
         obs = nxt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -68,7 +69,7 @@ def test_pretrained_save_load_round_trip(family_id: str, tmp_path: Path) -> None
     )
     learner.save(tmp_path / "p")
     loaded = load_pretrained(tmp_path / "p")
-    kw = {"n_tasks": 2, "rounds": 2, "episodes_per_round": 2, "seed": 0}
+    kw: dict[str, Any] = {"n_tasks": 2, "rounds": 2, "episodes_per_round": 2, "seed": 0}
     np.testing.assert_array_equal(
         metarl.evaluate(learner, family, **kw).returns, metarl.evaluate(loaded, family, **kw).returns
     )
@@ -89,15 +90,17 @@ def test_oracle_trains_with_sb3_without_touching_global_rngs(tmp_path: Path) -> 
     import torch
 
     family = metarl.make_family("BernoulliBandit-v0")
-    np_before, torch_before = np.random.get_state()[1].copy(), torch.random.get_rng_state().clone()  # noqa: NPY002
+    # cast: get_state() returns the legacy tuple (NumPy's stubs type the no-argument call as a dict)
+    np_before = cast("tuple[Any, ...]", np.random.get_state())[1].copy()  # noqa: NPY002
+    torch_before = torch.random.get_rng_state().clone()
     oracle = train_oracle(
         family, seed=0, total_timesteps=128, algorithm_kwargs={"n_steps": 32, "batch_size": 32}
     )
-    np.testing.assert_array_equal(np.random.get_state()[1], np_before)  # noqa: NPY002
+    np.testing.assert_array_equal(cast("tuple[Any, ...]", np.random.get_state())[1], np_before)  # noqa: NPY002
     assert torch.equal(torch.random.get_rng_state(), torch_before)
     oracle.save(tmp_path / "o")
     loaded = load_oracle(tmp_path / "o")
-    kw = {"n_tasks": 2, "rounds": 1, "episodes_per_round": 2, "seed": 0}
+    kw: dict[str, Any] = {"n_tasks": 2, "rounds": 1, "episodes_per_round": 2, "seed": 0}
     np.testing.assert_array_equal(
         metarl.evaluate(oracle, family, **kw).returns, metarl.evaluate(loaded, family, **kw).returns
     )
@@ -111,7 +114,7 @@ def test_a_sac_oracle_saves_and_loads_as_sac_and_bad_files_are_named(tmp_path: P
     oracle.save(tmp_path / "sac")
     loaded = load_oracle(tmp_path / "sac")
     assert oracle.name == loaded.name == "oracle-sac"
-    kw = {"n_tasks": 2, "rounds": 1, "episodes_per_round": 1, "seed": 0}
+    kw: dict[str, Any] = {"n_tasks": 2, "rounds": 1, "episodes_per_round": 1, "seed": 0}
     np.testing.assert_array_equal(
         metarl.evaluate(oracle, family, **kw).returns, metarl.evaluate(loaded, family, **kw).returns
     )

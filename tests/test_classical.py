@@ -19,6 +19,8 @@ from metarl.agents.classical import (
     RandomBandit,
     RandomMDP,
     ThompsonSampling,
+    _BanditLearner,
+    _MDPLearner,
     argmax_random_ties,
     finite_horizon_q,
 )
@@ -30,7 +32,9 @@ from metarl.envs.tabular_mdp import TabularMDPFamily
 SMALL = {"train": 2, "validation": 2, "test": 8}
 
 
-def _bandit_vec(means: list[float], trials: int, n_pulls: int = 50) -> metarl.BatchedTaskVectorEnv:
+def _bandit_vec(
+    means: list[float], trials: int, n_pulls: int = 50
+) -> metarl.BatchedTaskVectorEnv | metarl.SyncTaskVectorEnv:
     fam = BernoulliBanditFamily(n_arms=len(means), n_pulls=n_pulls, split_sizes=SMALL)
     return metarl.make_vec(fam, [fam.task(arm_means=means)], envs_per_task=trials)
 
@@ -80,9 +84,9 @@ def test_gittins_table_agrees_with_the_reference_and_exceeds_the_mean() -> None:
     table = gittins_table(0.9, 30)
     for a, b in [(1, 1), (2, 2), (3, 7), (12, 5), (1, 20), (20, 9)]:
         assert table[a, b] == pytest.approx(gittins_index(a, b, 0.9), abs=1e-3)
-    a, b = np.meshgrid(np.arange(1, 30), np.arange(1, 30), indexing="ij")
-    inside = a + b <= 30
-    assert np.all(table[a[inside], b[inside]] > a[inside] / (a[inside] + b[inside]))
+    grid_a, grid_b = np.meshgrid(np.arange(1, 30), np.arange(1, 30), indexing="ij")
+    inside = grid_a + grid_b <= 30
+    assert np.all(table[grid_a[inside], grid_b[inside]] > grid_a[inside] / (grid_a[inside] + grid_b[inside]))
     assert not table.flags.writeable and gittins_table(0.9, 30) is table  # cached
 
 
@@ -106,7 +110,7 @@ BANDIT_AGENTS = [
 
 
 @pytest.mark.parametrize("agent", BANDIT_AGENTS, ids=lambda a: a.name)
-def test_bandit_agents_beat_random_on_an_easy_bandit(agent: metarl.MetaLearner) -> None:
+def test_bandit_agents_beat_random_on_an_easy_bandit(agent: _BanditLearner) -> None:
     vec = _bandit_vec([0.1, 0.2, 0.9], trials=200, n_pulls=50)
     random_total = run_trials(RandomBandit(), vec, 50, seed=1).sum(axis=1).mean()
     total = run_trials(agent, vec, 50, seed=1).sum(axis=1).mean()
@@ -177,7 +181,7 @@ MDP_AGENTS = [GreedyMDP(), EpsilonGreedyMDP(epsilon=0.1), PSRL(), BEB(beta=0.5)]
 
 
 @pytest.mark.parametrize("agent", MDP_AGENTS, ids=lambda a: a.name)
-def test_mdp_agents_beat_random(agent: metarl.MetaLearner) -> None:
+def test_mdp_agents_beat_random(agent: _MDPLearner) -> None:
     fam = TabularMDPFamily(split_sizes={"train": 0, "validation": 0, "test": 100})
     vec = metarl.make_vec(fam, fam.test)
     random_total = run_trials(RandomMDP(), vec, 10, seed=2).sum(axis=1).mean()

@@ -10,6 +10,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -43,6 +44,13 @@ def same(a: list, b: list) -> bool:
     )
 
 
+def mujoco_model(env: gym.Env) -> mujoco.MjModel:
+    """The MuJoCo model of an env whose unwrapped env is a Gymnasium ``MujocoEnv``."""
+    base = env.unwrapped
+    assert isinstance(base, MujocoEnv)
+    return base.model
+
+
 def ones_task(family: metarl.TaskFamily) -> metarl.Task:
     return family.task(**{p.name: np.ones(p.shape) for p in family.param_space})
 
@@ -50,6 +58,7 @@ def ones_task(family: metarl.TaskFamily) -> metarl.Task:
 @pytest.mark.parametrize("family_id", FAMILIES)
 def test_unit_multipliers_reproduce_the_bare_gymnasium_env(family_id: str) -> None:
     family = metarl.make_family(family_id, split_sizes=SMALL)
+    assert isinstance(family, RandParamsFamily)
     env = family.make_env(ones_task(family))
     bare = gym.make(family.env_id)
     assert same(trajectory(env, seed=1), trajectory(bare, seed=1))
@@ -65,23 +74,25 @@ def test_different_tasks_give_different_transitions(family_id: str) -> None:
 def test_tasks_never_compound() -> None:
     family = metarl.make_family("HopperRandParams-v0", split_sizes=SMALL)
     env = family.make_env(family.test[0])
-    model = env.unwrapped.model
+    base = env.unwrapped
+    assert isinstance(base, MujocoEnv) and isinstance(base, metarl.TaskEnv)
+    model = base.model
     first = trajectory(env, seed=3)
     masses = model.body_mass.copy()
     for task in (*family.train, family.test[2], family.test[1], *family.train[::-1]):
-        env.unwrapped.set_task(task)
+        base.set_task(task)
         trajectory(env, seed=4, n=5)
-    env.unwrapped.set_task(family.test[0])
+    base.set_task(family.test[0])
     np.testing.assert_array_equal(model.body_mass, masses)
     assert same(trajectory(env, seed=3), first)
 
 
 def test_model_fields_are_pristine_times_multipliers() -> None:
     family = metarl.make_family("Walker2dRandParams-v0", split_sizes=SMALL)
-    pristine = gym.make("Walker2d-v5").unwrapped.model
+    pristine = mujoco_model(gym.make("Walker2d-v5"))
     task = family.test[0]
     env = family.make_env(task)
-    model = env.unwrapped.model
+    model = mujoco_model(env)
     for field in RAND_PARAM_ENVS_SPEC:
         np.testing.assert_allclose(getattr(model, field), getattr(pristine, field) * task.array(field))
     assert task.array("body_mass")[0] == 1.0  # the world body does not vary
@@ -188,5 +199,5 @@ def test_envs_and_families_pickle() -> None:
     env = family.make_env(family.test[1])
     copy = pickle.loads(pickle.dumps(env.unwrapped))
     assert copy.task == family.test[1]
-    np.testing.assert_array_equal(copy.model.body_mass, env.unwrapped.model.body_mass)
+    np.testing.assert_array_equal(copy.model.body_mass, mujoco_model(env).body_mass)
     assert pickle.loads(pickle.dumps(family)).test == family.test

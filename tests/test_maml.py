@@ -687,8 +687,8 @@ class _Constant:
     def __init__(self, value: float, clip_actions: bool) -> None:
         self.value, self.clip_actions = value, clip_actions
 
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        return np.full((obs.shape[0], 6), self.value, dtype=np.float32)
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        return np.full((observations.shape[0], 6), self.value, dtype=np.float32)
 
 
 @pytest.mark.parametrize("clip", [False, True])
@@ -701,7 +701,7 @@ def test_clip_actions_steps_the_clipped_action_and_records_the_sampled_one(clip:
     ref_env = family.make_env(family.train[0])
     ref_env.reset(seed=0)
     stepped = np.full(6, 1.0 if clip else 3.0, dtype=np.float32)
-    expected = [ref_env.step(stepped)[1] for _ in range(3)]
+    expected = [float(ref_env.step(stepped)[1]) for _ in range(3)]
     np.testing.assert_allclose(batch.rewards[0, :3], expected, rtol=0, atol=1e-9)
     vec.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import metarl
 from metarl.envs import meta_world_data as data
 from metarl.envs.meta_world import ML1Family, ML10Family
+from metarl.evaluation import AdaptationUnit
 
 metaworld = pytest.importorskip("metaworld")
 from gymnasium.utils.env_checker import check_env  # noqa: E402
@@ -18,6 +20,13 @@ from metaworld import env_dict  # noqa: E402
 from stable_baselines3.common.env_checker import check_env as sb3_check_env  # noqa: E402
 
 SMALL = {"train": 4, "validation": 2, "test": 3}
+
+
+def env_index(task: metarl.Task) -> int:
+    """The task's ``env_index`` parameter (a number, never a tuple) as an int."""
+    index = task["env_index"]
+    assert not isinstance(index, tuple)
+    return int(index)
 
 
 def test_class_lists_match_the_installed_metaworld() -> None:
@@ -32,6 +41,7 @@ def test_class_lists_match_the_installed_metaworld() -> None:
 def test_reset_spaces_match_the_installed_metaworld(name: str) -> None:
     env = env_dict.ALL_V3_ENVIRONMENTS[name]()
     low, high = data.RESET_SPACES[name]
+    assert env._random_reset_space is not None
     np.testing.assert_array_equal(env._random_reset_space.low, low)
     np.testing.assert_array_equal(env._random_reset_space.high, high)
     env.close()
@@ -40,20 +50,22 @@ def test_reset_spaces_match_the_installed_metaworld(name: str) -> None:
 def test_ml10_splits_follow_metaworld_train_and_test_classes() -> None:
     family = metarl.make_family("ML10-v0")
     assert family.split_sizes == {"train": 500, "validation": 50, "test": 250}
+    assert isinstance(family, ML10Family)
     names = family.env_names
-    train = [names[int(t["env_index"])] for t in family.train]
-    test = [names[int(t["env_index"])] for t in family.test]
-    validation = {names[int(t["env_index"])] for t in family.validation}
+    train = [names[env_index(t)] for t in family.train]
+    test = [names[env_index(t)] for t in family.test]
+    validation = {names[env_index(t)] for t in family.validation}
     assert train[:10] == list(data.ML10_TRAIN) and set(train) == set(data.ML10_TRAIN)
     assert all(train.count(n) == 50 for n in data.ML10_TRAIN)
     assert set(test) == set(data.ML10_TEST) and all(test.count(n) == 50 for n in data.ML10_TEST)
     assert validation == set(data.ML10_TRAIN)
     sampled = family.sample(40, np.random.default_rng(0))
-    assert {names[int(t["env_index"])] for t in sampled} <= set(data.ML10_TRAIN)
+    assert {names[env_index(t)] for t in sampled} <= set(data.ML10_TRAIN)
 
 
 def test_ml1_test_goals_are_fresh_goals_of_the_same_class() -> None:
     family = metarl.make_family("ML1-push-v0")
+    assert isinstance(family, ML1Family)
     assert family.env_names == ("push-v3",)
     train = {tuple(t.array("rand_vec")) for t in family.train}
     test = {tuple(t.array("rand_vec")) for t in family.test}
@@ -62,13 +74,14 @@ def test_ml1_test_goals_are_fresh_goals_of_the_same_class() -> None:
 
 
 def test_family_and_env_use_no_global_rng() -> None:
-    state = np.random.get_state()[1].copy()  # noqa: NPY002  (checking it is untouched)
+    # cast: get_state() returns the legacy tuple (NumPy's stubs type the no-argument call as a dict)
+    state = cast("tuple[Any, ...]", np.random.get_state())[1].copy()  # noqa: NPY002  (checking it is untouched)
     family = ML1Family("pick-place", split_sizes=SMALL)
     env = family.make_env(family.train[0])
     env.reset(seed=0)
     for _ in range(5):
         env.step(env.action_space.sample())
-    np.testing.assert_array_equal(np.random.get_state()[1], state)  # noqa: NPY002
+    np.testing.assert_array_equal(cast("tuple[Any, ...]", np.random.get_state())[1], state)  # noqa: NPY002
 
 
 def test_scripted_reach_succeeds_and_success_is_in_info() -> None:
@@ -162,7 +175,7 @@ class _ReachOracle:
     """Meta-World's scripted reach policy told each sub-env's goal: succeeds on every task."""
 
     name = "reach-oracle"
-    adaptation_unit = "gradient step"
+    adaptation_unit: AdaptationUnit = "gradient step"
 
     def begin_adaptation(self, vec_env, seed):  # type: ignore[no-untyped-def]
         from metaworld.policies import SawyerReachV3Policy
@@ -190,7 +203,7 @@ def test_meta_test_runner_reports_success_rate_beside_return(tmp_path) -> None: 
     from metarl.evaluation import EvalResult
 
     family = metarl.make_family("ML1-reach-v0", split_sizes=SMALL)
-    kw = {"n_tasks": 2, "rounds": 1, "episodes_per_round": 1, "seed": 0}
+    kw: dict[str, Any] = {"n_tasks": 2, "rounds": 1, "episodes_per_round": 1, "seed": 0}
     oracle = metarl.evaluate(_ReachOracle(), family, **kw)
     random_ = metarl.evaluate(RandomLearner(), family, **kw)
     assert oracle.success is not None and oracle.success.shape == (2, 1)
@@ -199,4 +212,5 @@ def test_meta_test_runner_reports_success_rate_beside_return(tmp_path) -> None: 
     assert "success rate" in oracle.to_markdown()
     assert oracle.summary("success")[0]["mean"] == 1.0
     oracle.to_json(tmp_path / "r.json")
-    assert EvalResult.from_json(tmp_path / "r.json").success.tolist() == [[1.0], [1.0]]
+    loaded = EvalResult.from_json(tmp_path / "r.json")
+    assert loaded.success is not None and loaded.success.tolist() == [[1.0], [1.0]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import pytest
 
@@ -121,6 +123,7 @@ def test_references_must_use_the_same_tasks() -> None:
 
 
 def test_interval_estimates_leave_the_global_rng_alone() -> None:
-    before = np.random.get_state()[1].copy()  # noqa: NPY002
+    # cast: get_state() returns the legacy tuple (NumPy's stubs type the no-argument call as a dict)
+    before = cast("tuple[Any, ...]", np.random.get_state())[1].copy()  # noqa: NPY002
     interval_estimates(np.arange(12.0).reshape(3, 4), reps=50, seed=1)
-    np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
+    np.testing.assert_array_equal(cast("tuple[Any, ...]", np.random.get_state())[1], before)  # noqa: NPY002

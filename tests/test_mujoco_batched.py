@@ -10,8 +10,11 @@ mirrors its numpy in the same order); the largest deviation is also asserted bel
 
 from __future__ import annotations
 
+import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
 import metarl
 from metarl.envs import mujoco_physics
@@ -19,6 +22,14 @@ from metarl.envs.mujoco_batched import MujocoVectorEnv
 from metarl.envs.mujoco_physics import BatchedPhysics
 
 SPLITS = {"train": 6, "validation": 2, "test": 4}
+
+
+def mujoco_model(env: gym.Env) -> mujoco.MjModel:
+    """The MuJoCo model of a family's env (its unwrapped env is a Gymnasium ``MujocoEnv``)."""
+    base = env.unwrapped
+    assert isinstance(base, MujocoEnv)
+    return base.model
+
 
 # (family id, steps, horizon): horizons shorter than the run force truncations mid-batch (HalfCheetah,
 # Ant); the healthy-terminating robots terminate at different steps in different sub-envs.
@@ -96,7 +107,7 @@ def test_c_and_python_loops_give_the_same_bits_in_every_field() -> None:
     """Ant copies a body position and the contact forces out of the scratch data per sub-env."""
     _c_kernel_or_skip()
     fam = metarl.make_family("AntGoal-v0", split_sizes=SPLITS)
-    model = fam.make_env().unwrapped.model
+    model = mujoco_model(fam.make_env())
     fields = {"qpos": ("qpos", None), "xy": ("xpos", (1, slice(0, 2))), "cfrc": ("cfrc_ext", None)}
     outs = []
     for kernel, threads in (("python", 2), ("c", 2), ("c", 3), ("c", 1)):
@@ -119,8 +130,9 @@ def test_the_native_env_uses_the_c_loop_by_default() -> None:
     _c_kernel_or_skip()
     fam = metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS)
     vec = metarl.make_vec(fam, fam.test[:2])
+    assert isinstance(vec, MujocoVectorEnv)
     vec.reset(seed=0)
-    assert vec._physics.kernel == "c"  # type: ignore[attr-defined]
+    assert vec._physics is not None and vec._physics.kernel == "c"
     vec.close()
     slow = MujocoVectorEnv(fam, fam.test[:2], kernel="python")
     slow.reset(seed=0)
@@ -129,7 +141,7 @@ def test_the_native_env_uses_the_c_loop_by_default() -> None:
 
 
 def test_kernel_choice_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS).make_env().unwrapped.model
+    model = mujoco_model(metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS).make_env())
     with pytest.raises(ValueError, match=r"kernel must be one of.*'fortran'"):
         BatchedPhysics([model], 5, {}, kernel="fortran")
     monkeypatch.setenv("METARL_MUJOCO_KERNEL", "gpu")
@@ -140,7 +152,7 @@ def test_kernel_choice_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_without_a_compiler_the_python_loop_is_used_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
-    model = metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS).make_env().unwrapped.model
+    model = mujoco_model(metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS).make_env())
     monkeypatch.setattr(mujoco_physics, "_kernel", None)
     monkeypatch.setattr(mujoco_physics, "_kernel_error", None)
     monkeypatch.setenv("METARL_CACHE_DIR", str(tmp_path))
@@ -186,7 +198,7 @@ def test_auto_backend_is_native_and_gymnasium_on_request() -> None:
 def test_physics_threads_do_not_change_results() -> None:
     """The chunked thread pool gives the same states as stepping on one thread."""
     fam = metarl.make_family("AntDir-v0", split_sizes=SPLITS)
-    model = fam.make_env().unwrapped.model
+    model = mujoco_model(fam.make_env())
     outs = []
     for threads in (1, 2, 3):
         phys = BatchedPhysics([model] * 7, 5, {"qpos": ("qpos", None)}, num_threads=threads)
@@ -203,7 +215,7 @@ def test_physics_threads_do_not_change_results() -> None:
 
 def test_models_of_different_robots_are_rejected() -> None:
     """Sub-envs share one scratch ``MjData`` per thread, so their models must have one size."""
-    cheetah = metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS).make_env().unwrapped.model
-    ant = metarl.make_family("AntDir-v0", split_sizes=SPLITS).make_env().unwrapped.model
+    cheetah = mujoco_model(metarl.make_family("HalfCheetahVel-v0", split_sizes=SPLITS).make_env())
+    ant = mujoco_model(metarl.make_family("AntDir-v0", split_sizes=SPLITS).make_env())
     with pytest.raises(ValueError, match="one size"):
         BatchedPhysics([cheetah, ant], 5, {"qpos": ("qpos", None)}, num_threads=1)

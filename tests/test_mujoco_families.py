@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +13,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import metarl
+from metarl.envs.mujoco import _TaskInfo
 
 FAMILIES = [
     "HalfCheetahVel-v0",
@@ -31,7 +33,8 @@ def bare_id(family_id: str) -> str:
     return next(v for k, v in BARE.items() if family_id.startswith(k))
 
 
-def actions(space: gym.spaces.Box, n: int, seed: int) -> list[np.ndarray]:
+def actions(space: gym.Space[Any], n: int, seed: int) -> list[np.ndarray]:
+    assert isinstance(space, gym.spaces.Box)
     rng = np.random.default_rng(seed)
     return [rng.uniform(space.low, space.high).astype(space.dtype) for _ in range(n)]
 
@@ -45,8 +48,12 @@ def expected_task_term(family_id: str, task: metarl.Task, info: dict) -> float:
         return task["direction"] * vx
     if family_id in ("AntDir2D-v0", "HumanoidDir-v0"):
         weight = 1.25 if family_id.startswith("Humanoid") else 1.0
-        return weight * (math.cos(task["angle"]) * vx + math.sin(task["angle"]) * vy)
-    gx, gy = task["goal"]
+        angle = task["angle"]
+        assert not isinstance(angle, tuple)  # a scalar parameter
+        return weight * (math.cos(angle) * vx + math.sin(angle) * vy)
+    goal = task["goal"]
+    assert isinstance(goal, tuple)  # a vector parameter
+    gx, gy = goal
     return -(abs(info["x_position"] - gx) + abs(info["y_position"] - gy))
 
 
@@ -55,7 +62,9 @@ def test_reward_is_the_sum_of_its_terms_and_uses_gymnasium_velocity(family_id: s
     family = metarl.make_family(family_id, split_sizes=SMALL)
     task = family.test[0]
     env = family.make_env(task)
-    terms = env.unwrapped.reward_terms
+    base = env.unwrapped
+    assert isinstance(base, _TaskInfo)
+    terms = base.reward_terms
     _, info = env.reset(seed=0)
     task_key = {"velocity": "target_velocity", "direction": "direction", "angle": "direction", "goal": "goal"}
     assert task_key[task.names[0]] in info
@@ -131,8 +140,10 @@ def test_bad_task_parameters_are_rejected(family_id: str, params: dict, name: st
     with pytest.raises(ValueError, match=name):
         family.task(**params)
     env = family.make_env()
+    base = env.unwrapped
+    assert isinstance(base, metarl.TaskEnv)
     with pytest.raises(ValueError, match=name):
-        env.unwrapped.set_task(metarl.Task.create(family.name, family.version, params))
+        base.set_task(metarl.Task.create(family.name, family.version, params))
 
 
 def test_horizon_is_200_and_configurable() -> None:

@@ -17,6 +17,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.envs.mujoco.ant_v5 import AntEnv
+from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
+from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -115,6 +118,8 @@ def bad_actions(space: gym.Space[Any], batch: int | None = None) -> st.SearchStr
     """Actions for ``space`` (or ``batch`` of them): in bounds, out of bounds, NaN/inf, wrong shape
     or dtype, or not numbers at all."""
     lead = () if batch is None else (batch,)
+    good_shape: st.SearchStrategy[np.ndarray]
+    cast: st.SearchStrategy[np.ndarray]
     if isinstance(space, gym.spaces.Box):
         shape = lead + space.shape
         elements = st.one_of(
@@ -268,13 +273,14 @@ MUJOCO_REWARD_FAMILIES = ["HalfCheetahVel-v0", "AntDir-v0", "HumanoidDir-v0"]
 @pytest.mark.parametrize("huge", [1e308, -1e308, np.float32(3e38)])
 def test_huge_action_in_mujoco_single_env_raises_naming_it(family_id: str, huge: Any) -> None:
     env = single_env(family_id)
+    assert isinstance(env.action_space, gym.spaces.Box)
     env.reset(seed=0)
     action = np.zeros(env.action_space.shape, dtype=np.asarray(huge).dtype)
     action[1] = huge
     if family_id.startswith("Humanoid") and action.dtype == np.float32:
         # Humanoid's cost reads data.ctrl (float64), where 3e38 squared is finite: accepted
         _, reward, *_ = env.step(action)
-        assert math.isfinite(reward) and reward < -1e75
+        assert math.isfinite(reward) and float(reward) < -1e75
         return
     with pytest.raises(
         ValueError, match=r"makes the reward non-finite.*largest entry is 1: -?(1e\+308|3\.\d*e\+38)"
@@ -308,6 +314,7 @@ def test_out_of_bounds_mujoco_actions_pay_their_unclipped_control_cost(family_id
     fam = family(family_id)
     vec = metarl.make_vec(fam, fam.train[:1])
     env = fam.make_env(fam.train[0])
+    assert isinstance(env.action_space, gym.spaces.Box)
     action = 5.0 * np.asarray(env.action_space.high, dtype=np.float64)
     action[0] = -action[0]
     env.reset(seed=3)
@@ -316,7 +323,9 @@ def test_out_of_bounds_mujoco_actions_pay_their_unclipped_control_cost(family_id
     _, rewards, _, _, infos = vec.step(action[None])
     assert math.isfinite(reward) and rewards[0] == reward
     if not family_id.startswith("Humanoid"):  # Humanoid's cost reads data.ctrl (the same values)
-        weight = env.unwrapped._ctrl_cost_weight
+        base = env.unwrapped
+        assert isinstance(base, (HalfCheetahEnv, AntEnv, HopperEnv))
+        weight = base._ctrl_cost_weight
         assert info["reward_ctrl"] == -weight * np.sum(np.square(action))
         assert infos["reward_ctrl"][0] == info["reward_ctrl"]
 

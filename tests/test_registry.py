@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -50,7 +51,7 @@ EXTERNAL_FAMILY = textwrap.dedent(
 
 
 @pytest.fixture
-def external_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def external_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     (tmp_path / "corridor_ext.py").write_text(EXTERNAL_FAMILY)
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "corridor_ext"

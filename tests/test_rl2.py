@@ -222,7 +222,7 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path, separate_value: 
     config = small_config(separate_value=separate_value)
     agent = train(config, tmp_path / "run", progress=False, max_updates=2)
     loaded = RL2Learner.load(tmp_path / "run")
-    kw = {"n_tasks": 16, "rounds": 5, "episodes_per_round": 1, "seed": 7}
+    kw: dict[str, Any] = {"n_tasks": 16, "rounds": 5, "episodes_per_round": 1, "seed": 7}
     family = make_family(config.family, **config.family_kwargs)
     a = evaluate(agent.learner(), family, **kw)
     b = evaluate(loaded, family, **kw)
@@ -453,7 +453,7 @@ def test_target_kl_stops_the_epochs_at_the_first_minibatch_over_the_bound() -> N
     steps = {}
     for target in (None, 1e-12, 10.0):
         agent = RL2(small_config(ppo_epochs=4, num_minibatches=2, learning_rate=0.01, target_kl=target))
-        calls = []
+        calls: list[int] = []
         step = agent.optimizer.step
         agent.optimizer.step = lambda *a, _step=step, _calls=calls, **k: (_calls.append(1), _step(*a, **k))[1]
         stats = agent.train_step()
@@ -470,12 +470,14 @@ def test_learning_rate_and_entropy_anneal_linearly_in_env_steps() -> None:
     # total_env_steps=1000, 8 trials x 5 pulls = 40 steps per update: the rate applied at an update
     # is the schedule at the steps done before it
     agent = RL2(small_config(learning_rate=0.01, learning_rate_final=0.002, ent_coef=0.1, ent_coef_final=0.0))
-    seen = []
+    seen: list[float] = []
     step = agent.optimizer.step
-    agent.optimizer.step = lambda *a, **k: (
-        seen.append(agent.optimizer.param_groups[0]["lr"]),
-        step(*a, **k),
-    )[1]
+
+    def recording_step(*a: Any, **k: Any) -> Any:
+        seen.append(agent.optimizer.param_groups[0]["lr"])
+        return step(*a, **k)
+
+    agent.optimizer.step = recording_step
     for k in range(3):
         stats = agent.train_step()
         frac = 40 * k / 1000
@@ -699,11 +701,13 @@ def test_value_time_head_warm_starts_either_way(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------- the policy's clock input
-def _clock_weights(model: torch.nn.Module) -> None:
+def _clock_weights(model: RL2ActorCritic) -> None:
     """Nonzero weights on the clock input (the GRUs' last input column), so it moves the policy."""
     with torch.no_grad():
         for gru in [g for g in (model.gru, model.v_gru) if g is not None]:
-            gru.weight_ih_l0[:, -1].normal_(generator=torch.Generator().manual_seed(5))
+            weight = gru.weight_ih_l0
+            assert isinstance(weight, torch.Tensor)
+            weight[:, -1].normal_(generator=torch.Generator().manual_seed(5))
 
 
 def test_policy_time_feeds_the_fraction_of_the_trial_left_to_the_gru() -> None:

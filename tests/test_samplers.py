@@ -19,6 +19,7 @@ from metarl.samplers import (
     LinearGaussianPolicy,
     LocalSampler,
     PolicyContext,
+    RaySampler,
     ShardRunner,
     concatenate_batches,
     make_sampler,
@@ -185,7 +186,9 @@ def test_worker_killed_between_iterations_is_replaced(
     ray_instance: Any, fam: metarl.TaskFamily, state: dict
 ) -> None:
     local = LocalSampler(fam, 2).sample(LinearGaussianPolicy(), state, fam.train, 2, seed=5)
-    with make_sampler("ray", fam, envs_per_task=2, **RAY_OPTIONS) as sampler:
+    sampler = make_sampler("ray", fam, envs_per_task=2, **RAY_OPTIONS)
+    assert isinstance(sampler, RaySampler)
+    with sampler:
         assert_same(local, sampler.sample(LinearGaussianPolicy(), state, fam.train, 2, seed=5))
         ray_instance.kill(sampler.workers[0])
         assert_same(local, sampler.sample(LinearGaussianPolicy(), state, fam.train, 2, seed=5))
@@ -197,7 +200,9 @@ def test_worker_killed_while_sampling_is_replaced(
 ) -> None:
     marker = str(tmp_path / "acting")
     local = LocalSampler(fam, 2).sample(LinearGaussianPolicy(), state, fam.train, 4, seed=6)
-    with make_sampler("ray", fam, envs_per_task=2, **RAY_OPTIONS) as sampler:
+    sampler = make_sampler("ray", fam, envs_per_task=2, **RAY_OPTIONS)
+    assert isinstance(sampler, RaySampler)
+    with sampler:
         out: dict[str, Any] = {}
         thread = threading.Thread(
             target=lambda: out.update(batch=sampler.sample(SlowPolicy(marker), state, fam.train, 4, seed=6))
@@ -218,7 +223,9 @@ def test_worker_process_crash_mid_iteration_is_replaced(
 ) -> None:
     marker = str(tmp_path / "crashed")
     local = LocalSampler(fam, 2).sample(LinearGaussianPolicy(), state, fam.train, 2, seed=9)
-    with make_sampler("ray", fam, envs_per_task=2, **RAY_OPTIONS) as sampler:
+    sampler = make_sampler("ray", fam, envs_per_task=2, **RAY_OPTIONS)
+    assert isinstance(sampler, RaySampler)
+    with sampler:
         batch = sampler.sample(CrashOncePolicy(marker), state, fam.train, 2, seed=9)
         assert os.path.exists(marker) and sampler.restarts == 1
         assert_same(local, batch)

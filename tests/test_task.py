@@ -39,7 +39,7 @@ def test_task_id_is_stable_across_machines() -> None:
 def test_array_parameters_freeze_like_nested_lists_of_python_numbers() -> None:
     """The ndarray fast path of task freezing gives the same values, types and ids as lists."""
     rng = np.random.default_rng(3)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "p": rng.dirichlet(np.ones(4), size=(3, 2)),  # 3-d float64, like TabularMDP's transitions
         "f32": np.array([0.1, 2.5], dtype=np.float32),
         "i": np.array([[1, -2], [3, 4]], dtype=np.int64),
@@ -49,8 +49,10 @@ def test_array_parameters_freeze_like_nested_lists_of_python_numbers() -> None:
     from_arrays = Task.create("Toy", 0, arrays)
     from_lists = Task.create("Toy", 0, {k: v.tolist() for k, v in arrays.items()})
     assert from_arrays.params == from_lists.params and from_arrays.task_id == from_lists.task_id
-    assert from_arrays["i"] == ((1, -2), (3, 4)) and type(from_arrays["i"][0][0]) is int
-    assert type(from_arrays["f32"][0]) is float and from_arrays["s"] == 0.5
+    i_param = from_arrays["i"]
+    assert isinstance(i_param, tuple) and i_param == ((1, -2), (3, 4)) and type(i_param[0][0]) is int
+    f32_param = from_arrays["f32"]
+    assert isinstance(f32_param, tuple) and type(f32_param[0]) is float and from_arrays["s"] == 0.5
     np.testing.assert_array_equal(from_arrays.array("p"), arrays["p"])
     with pytest.raises(TypeError, match="boolean"):
         Task.create("Toy", 0, {"b": np.array([True, False])})
@@ -157,7 +159,7 @@ class _EchoFamily(metarl.TaskFamily):
         super().__init__()
         self.shape = shape
 
-    def _make_base_env(self) -> metarl.TaskEnv:
+    def _make_base_env(self) -> _EchoEnv:
         return _EchoEnv(self)
 
 
@@ -187,6 +189,8 @@ def test_task_wrapper_checks_every_action_and_names_it(shape: tuple[int, ...]) -
     reject the same actions; errors show the action."""
     fam = _EchoFamily(shape)
     env = fam.make_env(fam.test[0])
+    echo = env.unwrapped
+    assert isinstance(echo, _EchoEnv)
     env.reset(seed=0)
     n = int(np.prod(shape))
     good = [
@@ -202,7 +206,7 @@ def test_task_wrapper_checks_every_action_and_names_it(shape: tuple[int, ...]) -
     ]
     for action in good:
         env.step(action)
-        assert env.unwrapped.seen[-1] is action  # passed on as given
+        assert echo.seen[-1] is action  # passed on as given
     for bad in (np.nan, np.inf, -np.inf):
         for dtype in (np.float32, np.float64, np.float16):
             action = np.zeros(shape, dtype)
@@ -220,4 +224,4 @@ def test_task_wrapper_checks_every_action_and_names_it(shape: tuple[int, ...]) -
     for wrong_dtype in (np.full(shape, "a"), np.zeros(shape, complex), np.zeros(shape, object)):
         with pytest.raises(TypeError, match=rf"action must be numbers, got dtype {wrong_dtype.dtype}: "):
             env.step(wrong_dtype)
-    assert len(env.unwrapped.seen) == len(good)  # no rejected action reached the env
+    assert len(echo.seen) == len(good)  # no rejected action reached the env

@@ -72,8 +72,9 @@ def test_collect_handles_early_termination_with_padding(fam: metarl.TaskFamily) 
     task = fam.task(goal=[0.05, 0.0])
     vec = metarl.make_vec(fam, [task, fam.test[0]])
 
-    def to_goal(obs: np.ndarray) -> np.ndarray:
-        return np.clip(np.array([[0.05, 0.0], fam.test[0].array("goal")]) - obs, -0.1, 0.1).astype(np.float32)
+    def to_goal(observations: np.ndarray) -> np.ndarray:
+        goals = np.array([[0.05, 0.0], fam.test[0].array("goal")])
+        return np.clip(goals - observations, -0.1, 0.1).astype(np.float32)
 
     batch = metarl.collect(vec, to_goal, episodes_per_task=3, seed=0)
     first = batch.for_task(0)
@@ -87,7 +88,7 @@ def test_stateful_policy_sees_every_recorded_step(fam: metarl.TaskFamily) -> Non
         def __init__(self) -> None:
             self.steps = np.zeros(2, dtype=int)
 
-        def __call__(self, obs: np.ndarray) -> np.ndarray:
+        def __call__(self, observations: np.ndarray) -> np.ndarray:
             return np.zeros((2, 2), dtype=np.float32)
 
         def observe(self, actions, rewards, terminations, truncations, active) -> None:
