@@ -38,10 +38,18 @@ bench: $(STAMP)
 	$(PY) scripts/bench_mujoco_speed.py
 	$(PY) scripts/bench_samplers.py
 
+# mypy type-checks the installed layout, where envs/ is metarl.envs and agents/ is metarl.agents. It
+# cannot see the editable install's import hook, so it gets a throwaway link tree, build/typecheck/metarl/:
+# links to every entry of metarl/ plus envs and agents, found first through MYPYPATH. The library's errors
+# are reported under that tree: build/typecheck/metarl/envs/x.py is envs/x.py.
+TYPECHECK := build/typecheck
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check metarl envs agents scripts tests
 	$(VENV)/bin/ruff format --check metarl envs agents scripts tests
-	$(VENV)/bin/mypy metarl envs agents scripts tests
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/metarl
+	for f in metarl/* envs agents; do ln -s "$(CURDIR)/$$f" $(TYPECHECK)/metarl/ || exit 1; done
+	MYPYPATH=$(TYPECHECK) $(VENV)/bin/mypy $(TYPECHECK)/metarl scripts tests
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format metarl envs agents scripts tests

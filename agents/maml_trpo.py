@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -614,7 +614,7 @@ class MAMLTRPO:
         }
 
     @staticmethod
-    def _set(theta: list[Tensor], flat: Tensor) -> None:
+    def _set(theta: Sequence[Tensor], flat: Tensor) -> None:
         with torch.no_grad():
             for p, v in zip(theta, unflatten(flat, theta), strict=True):
                 p.copy_(v)

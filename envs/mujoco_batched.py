@@ -30,7 +30,7 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import mujoco
 import numpy as np
@@ -228,7 +228,9 @@ class MujocoVectorEnv(BatchedTaskVectorEnv):
         self._reward_terms: tuple[str, ...] = ()
         if isinstance(family, fam.MujocoTaskFamily):
             self._task_arrays_of, self._task_term = _TASK_TERMS[family.env_class]
-            self._reward_terms = tuple(family.env_class.reward_terms)
+            # a _TASK_TERMS key (robot is not None), so one of the task envs of metarl.envs.mujoco
+            env_class = cast("type[fam._TaskInfo]", family.env_class)
+            self._reward_terms = tuple(env_class.reward_terms)
         self._base_model: mujoco.MjModel = env.model
         self._randomizers: list[DynamicsRandomizer] | None = None
         self._num_threads = num_threads

@@ -30,7 +30,7 @@ class Policy(Protocol):
     actions as the policy chose them, so their log-probabilities are those of the sampled actions.
     """
 
-    def __call__(self, observations: np.ndarray) -> np.ndarray: ...
+    def __call__(self, observations: np.ndarray, /) -> np.ndarray: ...
 
 
 @runtime_checkable

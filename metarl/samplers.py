@@ -37,7 +37,7 @@ import itertools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -138,7 +138,8 @@ class Sampler(Protocol):
     """Collects ``episodes_per_task`` episodes of every task with the policy built from the weights.
 
     The batch is ordered by task (in the order of ``tasks``), then by episode, exactly like
-    :func:`~metarl.rollout.collect`; ``batch.task_index`` indexes ``tasks``.
+    :func:`~metarl.rollout.collect`; ``batch.task_index`` indexes ``tasks``. A sampler is also a
+    context manager whose exit calls :meth:`close` (``with make_sampler(...) as sampler:``).
     """
 
     def sample(
@@ -151,6 +152,10 @@ class Sampler(Protocol):
     ) -> EpisodeBatch: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class LinearGaussianPolicy:

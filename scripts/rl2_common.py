@@ -158,7 +158,7 @@ def per_episode_eval(
     ``<name>.png`` under ``benchmarks/rl2/``.
     """
     from metarl.agents.rl2 import RL2Learner
-    from metarl.evaluation import evaluate
+    from metarl.evaluation import EvalResult, MetaLearner, evaluate
     from metarl.fileio import atomic_write_text
 
     torch.set_num_threads(1)
@@ -166,10 +166,13 @@ def per_episode_eval(
     config = learner.config
     family = config.make_family()
     n = config.resolve_episodes_per_trial(family)
-    kw = {"split": "test", "n_tasks": n_tasks, "rounds": n, "episodes_per_round": 1, "seed": seed}
-    results = [evaluate(learner, family, **kw)]
-    results += [evaluate(other, family, **kw) for other in (others or {}).values()]
-    record = {
+
+    def score(who: MetaLearner) -> EvalResult:
+        return evaluate(who, family, split="test", n_tasks=n_tasks, rounds=n, episodes_per_round=1, seed=seed)
+
+    results = [score(learner)]
+    results += [score(other) for other in (others or {}).values()]
+    record: dict[str, Any] = {
         "provenance": run_metadata(seed=seed),
         "family": family.id,
         "episodes_per_trial": n,

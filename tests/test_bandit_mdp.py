@@ -165,6 +165,8 @@ def test_mdp_episode_starts_in_zero_and_truncates_at_ten() -> None:
     for t in range(10):
         obs, _, term, trunc, _ = env.step(t % 5)
         assert not term and trunc == (t == 9)
+    assert isinstance(env.observation_space, gym.spaces.Discrete)
+    assert isinstance(env.action_space, gym.spaces.Discrete)
     assert env.observation_space.n == 10 and env.action_space.n == 5
 
 
@@ -173,7 +175,8 @@ def test_mdp_episode_starts_in_zero_and_truncates_at_ten() -> None:
     [
         (lambda: BernoulliBanditFamily(n_arms=0), "n_arms must be a positive int, got 0"),
         (lambda: BernoulliBanditFamily(n_pulls=-3), "n_pulls must be a positive int, got -3"),
-        (lambda: TabularMDPFamily(n_states=2.5), "n_states must be a positive int, got 2.5"),
+        # a float where an int is typed: the test is of the run-time check
+        (lambda: TabularMDPFamily(n_states=2.5), "n_states must be a positive int, got 2.5"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_constructor_arguments(make, message: str) -> None:

@@ -20,7 +20,9 @@ from metarl.agents.classical import (
     RandomMDP,
     ThompsonSampling,
     _BanditLearner,
+    _BanditPolicy,
     _MDPLearner,
+    _MDPPolicy,
     argmax_random_ties,
     finite_horizon_q,
 )
@@ -43,6 +45,7 @@ def _bandit_vec(
 def test_ucb1_pulls_an_unplayed_arm_first() -> None:
     vec = _bandit_vec([0.9, 0.1, 0.5, 0.5], trials=3)
     policy = UCB1(c=0.5).begin_adaptation(vec, seed=0).policy()
+    assert isinstance(policy, _BanditPolicy)
     policy.n[:] = [[5, 0, 2, 1], [1, 1, 1, 0], [3, 3, 3, 3]]
     policy.s[:] = [[5, 0, 1, 1], [1, 1, 1, 0], [3, 0, 0, 0]]
     actions = policy(np.zeros((3, 1), dtype=np.float32))
@@ -167,6 +170,7 @@ def test_psrl_learns_the_observed_statistics_and_skips_the_unseen_last_transitio
     vec = metarl.make_vec(fam, fam.test[:2], envs_per_task=2)
     adaptation = PSRL().begin_adaptation(vec, seed=0)
     policy = adaptation.policy()
+    assert isinstance(policy, _MDPPolicy)
     obs, _ = vec.reset(seed=0)
     for _ in range(3 * fam.max_episode_steps):
         a = policy(obs)

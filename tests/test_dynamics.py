@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import warnings
+from typing import Any
 
 import gymnasium as gym
 import mujoco
@@ -138,14 +139,14 @@ def test_bad_parameters_are_rejected_with_their_name() -> None:
 
 
 def test_a_custom_spec_selects_elements_and_modes() -> None:
-    spec = {
+    spec: dict[str, dict[str, Any]] = {
         "body_mass": {"elements": ["thigh", "foot"]},
         "dof_damping": {"mode": "uniform", "low": 0.5, "high": 2.0, "elements": ["thigh_joint"]},
         "dof_armature": {"base": 2.0, "low": -1.0, "high": 1.0},
     }
     family = RandParamsFamily("Hopper-v5", dynamics=spec, split_sizes=SMALL)
     env = family.make_env(family.test[0])
-    model = env.unwrapped.model
+    model = mujoco_model(env)
 
     thigh = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "thigh")
     foot = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "foot")

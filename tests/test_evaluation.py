@@ -11,6 +11,7 @@ import pytest
 import metarl
 from metarl import EvalResult, bootstrap_ci
 from metarl.agents.scripted import Navigation2DOracle, Navigation2DTrilateration, RandomLearner, trilaterate
+from metarl.evaluation import AdaptationUnit
 
 
 def oracle_return(goal: np.ndarray) -> float:
@@ -141,7 +142,7 @@ def test_evaluate_rejects_bad_arguments() -> None:
         metarl.evaluate(RandomLearner(), "Navigation2D-v0", n_tasks=99)
 
     class Context(RandomLearner):
-        adaptation_unit = "episode"
+        adaptation_unit: AdaptationUnit = "episode"
 
     with pytest.raises(ValueError, match="must equal episodes_per_round"):
         metarl.evaluate(Context(), "Navigation2D-v0", episodes_per_round=2, envs_per_task=1)

@@ -194,9 +194,11 @@ def test_one_inner_step_is_a_hand_written_sgd_step_on_reinforce() -> None:
     policy, inner, _ = tiny_problem()
     alpha = 0.1
     adapted = adapt(policy, policy.params(), {n: alpha for n in policy.params()}, [inner], create_graph=False)
+    first, last = policy.mlp[0], policy.mlp[2]
+    assert isinstance(first, torch.nn.Linear) and isinstance(last, torch.nn.Linear)  # 2 -> 5 -> 2, tanh
     for k in range(inner.obs.shape[0]):
-        w1, w2 = policy.mlp[0].weight, policy.mlp[2].weight
-        b1, b2 = policy.mlp[0].bias, policy.mlp[2].bias
+        w1, w2 = first.weight, last.weight
+        b1, b2 = first.bias, last.bias
         mean = torch.tanh(inner.obs[k] @ w1.T + b1) @ w2.T + b2
         std = torch.exp(policy.log_std)
         logp = torch.distributions.Normal(mean, std).log_prob(inner.actions[k]).sum(-1)

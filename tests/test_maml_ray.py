@@ -76,6 +76,12 @@ class KillOnce:
     def close(self) -> None:
         self.inner.close()
 
+    def __enter__(self) -> KillOnce:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def test_worker_killed_mid_iteration_is_replaced_and_training_is_unchanged(
     ray_instance: Any, reference: Any, tmp_path: Path

@@ -11,7 +11,7 @@ import pytest
 
 import metarl
 from metarl.envs import meta_world_data as data
-from metarl.envs.meta_world import ML1Family, ML10Family
+from metarl.envs.meta_world import MetaWorldEnv, ML1Family, ML10Family
 from metarl.evaluation import AdaptationUnit
 
 metaworld = pytest.importorskip("metaworld")
@@ -108,10 +108,12 @@ def test_scripted_reach_succeeds_and_success_is_in_info() -> None:
 def test_tasks_switch_env_class() -> None:
     family = ML10Family(split_sizes=SMALL)
     env = family.make_env(family.train[1])
-    assert env.unwrapped.env_name == data.ML10_TRAIN[1]
-    env.unwrapped.set_task(family.test[0])
+    base = env.unwrapped
+    assert isinstance(base, MetaWorldEnv)
+    assert base.env_name == data.ML10_TRAIN[1]
+    base.set_task(family.test[0])
     env.reset(seed=0)
-    assert env.unwrapped.env_name == data.ML10_TEST[0]
+    assert base.env_name == data.ML10_TEST[0]
     *_, info = env.step(env.action_space.sample())
     assert "success" in info
 

@@ -61,10 +61,11 @@ def _run_pair(
     np.testing.assert_array_equal(obs_n, obs_r)
     rng = np.random.default_rng(seed + 1)
     space = native.action_space
+    assert isinstance(space, gym.spaces.Box)
     max_dev = 0.0
     terminations = truncations = 0
     for _ in range(steps):
-        a = rng.uniform(space.low * 1.2, space.high * 1.2).astype(dtype)  # also outside ctrlrange
+        a: np.ndarray = rng.uniform(space.low * 1.2, space.high * 1.2).astype(dtype)  # also outside ctrlrange
         on, rn, ten, trn, info = native.step(a)
         orf, rr, ter, trr, _ = reference.step(a)
         np.testing.assert_array_equal(ten, ter)

@@ -234,7 +234,8 @@ def test_checkpoint_of_another_format_version_names_file_and_versions(agent: str
     run = tmp_path / "run"
     if agent == "maml-trpo":
         maml_train(maml_config(run, meta_iterations=1), progress=False)
-        fmt, load = MAML_FORMAT, load_algorithm
+        fmt = MAML_FORMAT
+        load: Callable[[str | os.PathLike[str]], object] = load_algorithm
         resume: Callable[[], Any] = lambda: maml_train(maml_config(run), resume=True, progress=False)  # noqa: E731
     else:
         rl2_train(rl2_config(total_env_steps=40), run, progress=False)

@@ -110,6 +110,7 @@ def test_hidden_state_persists_within_trial_and_resets_between_trials(separate_v
     )
     gen = torch.Generator().manual_seed(0)
     tasks = list(agent.family.test[:8])
+    assert agent.env is not None  # sampler="local": the in-process trial env
     batch = collect_trials(agent.model, agent.env, tasks, seed=5, generator=gen)
     assert batch.mask.all() and batch.episode_done.sum(1).eq(3).all()
     with torch.no_grad():
@@ -447,7 +448,9 @@ def test_value_norm_training_measures_the_value_loss_in_normalised_units(tmp_pat
         small_config(value_norm="yes")
 
 
-def test_target_kl_stops_the_epochs_at_the_first_minibatch_over_the_bound() -> None:
+def test_target_kl_stops_the_epochs_at_the_first_minibatch_over_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # ppo_epochs x num_minibatches = 8 minibatches; a tiny target stops after the first (whose KL is 0:
     # the policy has not moved yet), a loose one runs them all, and None (the default) never stops
     steps = {}
@@ -455,7 +458,11 @@ def test_target_kl_stops_the_epochs_at_the_first_minibatch_over_the_bound() -> N
         agent = RL2(small_config(ppo_epochs=4, num_minibatches=2, learning_rate=0.01, target_kl=target))
         calls: list[int] = []
         step = agent.optimizer.step
-        agent.optimizer.step = lambda *a, _step=step, _calls=calls, **k: (_calls.append(1), _step(*a, **k))[1]
+        monkeypatch.setattr(
+            agent.optimizer,
+            "step",
+            lambda *a, _step=step, _calls=calls, **k: (_calls.append(1), _step(*a, **k))[1],
+        )
         stats = agent.train_step()
         steps[target] = len(calls)
         assert math.isfinite(stats["pg_loss"])
@@ -466,7 +473,7 @@ def test_target_kl_stops_the_epochs_at_the_first_minibatch_over_the_bound() -> N
         small_config(target_kl="0.01")
 
 
-def test_learning_rate_and_entropy_anneal_linearly_in_env_steps() -> None:
+def test_learning_rate_and_entropy_anneal_linearly_in_env_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     # total_env_steps=1000, 8 trials x 5 pulls = 40 steps per update: the rate applied at an update
     # is the schedule at the steps done before it
     agent = RL2(small_config(learning_rate=0.01, learning_rate_final=0.002, ent_coef=0.1, ent_coef_final=0.0))
@@ -477,7 +484,7 @@ def test_learning_rate_and_entropy_anneal_linearly_in_env_steps() -> None:
         seen.append(agent.optimizer.param_groups[0]["lr"])
         return step(*a, **k)
 
-    agent.optimizer.step = recording_step
+    monkeypatch.setattr(agent.optimizer, "step", recording_step)
     for k in range(3):
         stats = agent.train_step()
         frac = 40 * k / 1000
@@ -569,12 +576,15 @@ def test_aux_reward_head_is_off_by_default_and_trains_the_gru_when_on(tmp_path) 
     shared = {k: v for k, v in aux.model.state_dict().items() if not k.startswith("aux.")}
     torch.testing.assert_close(shared, plain.model.state_dict(), rtol=0, atol=0)
     # its loss reaches the GRU through the whole trial
+    assert aux.env is not None  # sampler="local": the in-process trial env
     batch = collect_trials(aux.model, aux.env, aux.sampler(8, np.random.default_rng(0)), seed=1,
                            generator=torch.Generator().manual_seed(1))  # fmt: skip
     _, _, _, predicted = aux.model.forward_with_aux(batch.inputs)
     assert predicted is not None and predicted.shape == (8, batch.inputs.shape[1], 3)
     aux_reward_loss(predicted, batch.actions, batch.rewards, batch.mask).backward()
-    assert float(aux.model.gru.weight_ih_l0.grad.abs().sum()) > 0  # type: ignore[union-attr]
+    weight = aux.model.gru.weight_ih_l0
+    assert isinstance(weight, torch.Tensor) and weight.grad is not None
+    assert float(weight.grad.abs().sum()) > 0
     assert aux.model.pi.weight.grad is None
     # a training step logs it, and the run's CSV has the column
     trained = train(small_config(aux_reward_coef=0.5), tmp_path / "run", progress=False, max_updates=2)
@@ -678,6 +688,7 @@ def test_values_recorded_while_acting_match_the_update_pass_with_value_time() ->
     with torch.no_grad():
         agent.model.v_time.weight.normal_(generator=torch.Generator().manual_seed(2))
         agent.model.v_time.bias.fill_(1.0)
+    assert agent.env is not None  # sampler="local": the in-process trial env
     batch = collect_trials(agent.model, agent.env, agent.sampler(8, np.random.default_rng(0)), seed=1,
                            generator=torch.Generator().manual_seed(1))  # fmt: skip
     with torch.no_grad():
@@ -750,6 +761,7 @@ def test_log_probs_recorded_while_acting_match_the_update_pass_with_policy_time(
     _clock_weights(agent.model)
     tasks = agent.sampler(8, np.random.default_rng(0))
     if sampler == "local":
+        assert agent.env is not None  # sampler="local": the in-process trial env
         batch = collect_trials(
             agent.model, agent.env, tasks, seed=1, generator=torch.Generator().manual_seed(1)
         )
@@ -826,6 +838,7 @@ def test_policy_time_warm_starts_from_a_run_without_it_with_the_same_policy(tmp_
 def test_expected_reward_signal_uses_the_arm_means_of_the_pulls_and_needs_the_info() -> None:
     agent = RL2(small_config(reward_signal="expected"))
     tasks = agent.sampler(8, np.random.default_rng(0))
+    assert agent.env is not None  # sampler="local": the in-process trial env
     batch = collect_trials(agent.model, agent.env, tasks, seed=1, generator=torch.Generator().manual_seed(1))
     means = torch.tensor(np.stack([t.array("arm_means") for t in tasks]), dtype=torch.float32)
     expected = torch.gather(means, 1, batch.actions)
