@@ -139,7 +139,8 @@ class Sampler(Protocol):
 
     The batch is ordered by task (in the order of ``tasks``), then by episode, exactly like
     :func:`~metarl.rollout.collect`; ``batch.task_index`` indexes ``tasks``. A sampler is also a
-    context manager whose exit calls :meth:`close` (``with make_sampler(...) as sampler:``).
+    context manager whose exit calls :meth:`close` (``with make_sampler(...) as sampler:``); classes
+    that subclass this protocol inherit that behaviour.
     """
 
     def sample(
@@ -153,9 +154,11 @@ class Sampler(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Self: ...
+    def __enter__(self) -> Self:
+        return self
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class LinearGaussianPolicy:
@@ -349,7 +352,7 @@ class ShardRunner:
             self.vec = None
 
 
-class LocalSampler:
+class LocalSampler(Sampler):
     """Samples every task in one vector env in this process.
 
     Args:
@@ -389,12 +392,6 @@ class LocalSampler:
     def close(self) -> None:
         self._runner.close()
 
-    def __enter__(self) -> LocalSampler:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def _import_ray() -> Any:
     try:
@@ -412,7 +409,7 @@ def _shares(n_tasks: int, n_workers: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
-class RaySampler:
+class RaySampler(Sampler):
     """Samples on Ray: worker ``j`` is an actor holding a vector env for the ``j``-th share of tasks.
 
     Per call, the weights are put once in the object store (``ray.put``) and every worker builds
@@ -562,12 +559,6 @@ class RaySampler:
         if self._owns_ray:
             ray.shutdown()
             self._owns_ray = False
-
-    def __enter__(self) -> RaySampler:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def make_sampler(kind: str, family: TaskFamily | str, envs_per_task: int = 1, **kwargs: Any) -> Sampler:

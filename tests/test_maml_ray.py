@@ -16,7 +16,7 @@ import metarl
 from metarl.agents.maml_train import make_train_family, train
 from metarl.agents.maml_trpo import MAMLTRPOConfig
 from metarl.agents.policies import TaskPolicyFactory, make_policy
-from metarl.samplers import LocalSampler, PolicyFactory, RaySampler, ShardRunner, concatenate_batches
+from metarl.samplers import LocalSampler, PolicyFactory, RaySampler, Sampler, ShardRunner, concatenate_batches
 
 ray = pytest.importorskip("ray", reason="the Ray sampler needs the 'ray' extra (pip install 'metarl[ray]')")
 
@@ -58,7 +58,7 @@ def test_ray_training_equals_local_per_task_training(
     )
 
 
-class KillOnce:
+class KillOnce(Sampler):
     """A :class:`metarl.samplers.Sampler` that kills Ray worker 0 before its ``kill_at``-th call."""
 
     def __init__(self, inner: RaySampler, kill_at: int) -> None:
@@ -75,12 +75,6 @@ class KillOnce:
 
     def close(self) -> None:
         self.inner.close()
-
-    def __enter__(self) -> KillOnce:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def test_worker_killed_mid_iteration_is_replaced_and_training_is_unchanged(
