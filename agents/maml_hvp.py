@@ -19,6 +19,13 @@ gradient again (:func:`metarl.agents.trpo.hessian_vector_product`) computes the 
 third-order terms that multiply zero. Several inner steps chain: ``A = A_n ... A_1``; with
 ``first_order`` every ``A_i`` is the identity (Finn et al. 2017, section 5.2).
 
+With Meta-SGD (Li et al. 2017) the step sizes ``alpha`` (one per parameter entry, shared by the
+tasks) are meta-parameters too. Step ``i`` (size ``s_i alpha``, ``s_i`` the later-step scale) is
+``theta_{i+1} = theta_i - s_i alpha * g_i(theta_i)``, so its Jacobian has a second block,
+``d theta_{i+1} / d alpha = -s_i diag(g_i)``: a tangent ``(u, u_alpha)`` moves on as
+``u - s_i alpha * (H_i u) - s_i g_i * u_alpha``, and a cotangent ``w`` adds ``-s_i g_i * w`` to the
+step sizes' gradient. ``g_i`` is the full batch's inner gradient in both products.
+
 Optionally (``hvp_subsample < 1``) the Gauss-Newton product uses a random subset of the
 validation steps, as rllab's ``ConjugateGradientOptimizer(subsample_factor=...)`` does for TRPO
 (Duan et al. 2016, "Benchmarking Deep RL for Continuous Control"), and ``A_k`` built from a random
@@ -93,7 +100,8 @@ class InnerSteps:
 
     Args:
         policy: the policy; its current parameters are the meta-parameters.
-        step_sizes: the inner step size per parameter name (fixed numbers; not Meta-SGD).
+        step_sizes: the inner step size per parameter name: a number, or a tensor of the parameter's
+            shape (Meta-SGD; read at each step, so in-place updates of it are seen).
         n_tasks: ``K``, the tasks of the meta-batch.
         second_order: keep the gradients' graphs (False: first-order MAML, nothing kept).
         theta: the parameters to start from, by name (default: the policy's own).
@@ -103,7 +111,7 @@ class InnerSteps:
     def __init__(
         self,
         policy: MLPPolicy,
-        step_sizes: Mapping[str, float],
+        step_sizes: Mapping[str, float | Tensor],
         n_tasks: int,
         *,
         second_order: bool,
@@ -112,10 +120,14 @@ class InnerSteps:
     ) -> None:
         self.policy = policy
         self.names = [n for n, _ in policy.named_parameters()]
-        self.alphas = [step_sizes[n] for n in self.names]
+        self.alphas = [_detached(step_sizes[n]) for n in self.names]
         self.later_step_scale = later_step_scale
         #: The step sizes each step took, in parameter order (``alphas``, then scaled ones).
-        self.step_alphas: list[list[float]] = []
+        self.step_alphas: list[list[float | Tensor]] = []
+        #: Each step's scale of ``alphas`` (1, then ``later_step_scale``) and its inner gradients,
+        #: detached (the step sizes' Jacobian ``-s_i diag(g_i)`` under Meta-SGD).
+        self.step_scales: list[float] = []
+        self.step_grads: list[list[Tensor]] = []
         self.second_order = second_order
         start = dict(policy.named_parameters()) if theta is None else theta
         #: The parameters after the steps so far, ``(K, ...)`` each, without graphs.
@@ -139,15 +151,21 @@ class InnerSteps:
         scale = 1.0 if self.steps_taken == 0 else self.later_step_scale
         alphas = [a * scale for a in self.alphas]
         self.step_alphas.append(alphas)
+        self.step_scales.append(scale)
+        self.step_grads.append([g.detach() for g in grads])
         self.params = [(p - a * g).detach() for p, a, g in zip(leaves, alphas, grads, strict=True)]
         self.steps_taken += 1
         return dict(zip(self.names, self.params, strict=True))
 
 
+def _detached(alpha: float | Tensor) -> float | Tensor:
+    return alpha.detach() if isinstance(alpha, Tensor) else alpha
+
+
 def batched_objective_no_graph(
     policy: MLPPolicy,
     theta: Mapping[str, Tensor],
-    step_sizes: Mapping[str, float],
+    step_sizes: Mapping[str, float | Tensor],
     inner_data: Sequence[TaskTensors],
     valid: TaskTensors,
     old_dist: DistParams,
@@ -169,8 +187,10 @@ class BatchedOuterStep:
     """Meta-gradient and KL Hessian-vector products at the current meta-parameters (see module doc).
 
     Args:
-        policy: the policy; its parameters (in ``named_parameters`` order) are the meta-parameters.
-        step_sizes: the inner step size per parameter name (fixed numbers; not Meta-SGD).
+        policy: the policy; its parameters (in ``named_parameters`` order) are the meta-parameters,
+            followed by the step sizes when they are learned.
+        step_sizes: the inner step size per parameter name: numbers (fixed), or tensors of the
+            parameters' shapes, which are then meta-parameters too (Meta-SGD; all or none).
         inner_data: one batch per inner step, each with a leading task axis ``K``.
         valid: the post-adaptation batch.
         second_order: differentiate through the inner gradients (False: first-order MAML).
@@ -187,7 +207,7 @@ class BatchedOuterStep:
     def __init__(
         self,
         policy: MLPPolicy,
-        step_sizes: Mapping[str, float],
+        step_sizes: Mapping[str, float | Tensor],
         inner_data: Sequence[TaskTensors],
         valid: TaskTensors,
         *,
@@ -199,7 +219,14 @@ class BatchedOuterStep:
     ) -> None:
         self.policy = policy
         self.names = [n for n, _ in policy.named_parameters()]
+        learned = [isinstance(step_sizes[n], Tensor) for n in self.names]
+        if any(learned) and not all(learned):
+            raise ValueError("step_sizes must be all numbers or all tensors (Meta-SGD)")
+        #: Whether the step sizes are meta-parameters (Meta-SGD).
+        self.learned_step_sizes = all(learned)
         self.shapes = [p for _, p in policy.named_parameters()]
+        # the flat meta-parameter vector: the policy's parameters, then (Meta-SGD) the step sizes
+        self.flat_shapes = self.shapes * 2 if self.learned_step_sizes else self.shapes
         self.K = valid.obs.shape[0]
         # One (leaves, inner gradient with its graph) pair per inner step, each at its own input.
         self.steps: list[tuple[list[Tensor], tuple[Tensor, ...]]] = []
@@ -229,6 +256,8 @@ class BatchedOuterStep:
         self.steps.extend(inner.graphs)
         #: Each inner step's step sizes, aligned with ``steps`` and ``hvp_steps`` when second order.
         self.step_alphas = inner.step_alphas
+        self.step_scales = inner.step_scales
+        self.step_grads = inner.step_grads
         if self.hvp_steps is not self.steps:
             assert hvp_inner_data is not None
             for inputs, data in zip(inner.inputs, hvp_inner_data, strict=True):
@@ -273,33 +302,54 @@ class BatchedOuterStep:
     def _through_inner(
         self,
         v: list[Tensor],
-        transpose: bool,
-        steps: list[tuple[list[Tensor], tuple[Tensor, ...]]] | None = None,
+        steps: list[tuple[list[Tensor], tuple[Tensor, ...]]],
+        v_alpha: list[Tensor] | None = None,
     ) -> list[Tensor]:
-        """``A v`` (or ``A^T v``) with ``A_i = I - alpha_i H_in,i`` per task, chained over inner steps
-        (``steps``: the inner gradients' graphs to differentiate, default the full batches')."""
-        steps = self.steps if steps is None else steps
-        # without second order there are no graphs: every A_i is the identity
-        pairs = list(zip(steps, self.step_alphas, strict=True)) if steps else []
-        for (leaves, grads), alphas in reversed(pairs) if transpose else pairs:
-            if transpose:  # A_i^T w = w - H_i (alpha_i w), H_i symmetric
-                hv = torch.autograd.grad(grads, leaves, [a * x for a, x in zip(alphas, v, strict=True)],
-                                         retain_graph=True)  # fmt: skip
-                v = [x - h for x, h in zip(v, hv, strict=True)]
-            else:  # A_i v = v - alpha_i (H_i v)
-                hv = torch.autograd.grad(grads, leaves, v, retain_graph=True)
+        """``A (v, v_alpha)``: a tangent of the meta-parameters carried through the inner steps to the
+        adapted parameters, ``u <- u - s_i alpha * (H_i u) - s_i g_i * v_alpha`` per task (no
+        ``H_i`` term without second order, no ``g_i`` term without learned step sizes); ``steps``
+        holds the inner gradients' graphs that give ``H_i``."""
+        for i, (alphas, scale, grads) in enumerate(
+            zip(self.step_alphas, self.step_scales, self.step_grads, strict=True)
+        ):
+            if steps:  # A_i u = u - alpha_i (H_i u)
+                leaves, graph = steps[i]
+                hv = torch.autograd.grad(graph, leaves, v, retain_graph=True)
                 v = [x - a * h for x, a, h in zip(v, alphas, hv, strict=True)]
+            if v_alpha is not None:
+                v = [x - scale * g * va for x, g, va in zip(v, grads, v_alpha, strict=True)]
         return v
+
+    def _through_inner_transposed(
+        self, w: list[Tensor], steps: list[tuple[list[Tensor], tuple[Tensor, ...]]]
+    ) -> tuple[list[Tensor], list[Tensor] | None]:
+        """``A^T w``, summed over tasks: the cotangents of the parameters and (with learned step
+        sizes, else ``None``) of the step sizes, ``-sum_i s_i g_i * w_{i+1}``."""
+        grad_alpha = [torch.zeros_like(p) for p in self.shapes] if self.learned_step_sizes else None
+        for i in reversed(range(len(self.step_alphas))):
+            if grad_alpha is not None:
+                scale, grads = self.step_scales[i], self.step_grads[i]
+                grad_alpha = [
+                    ga - scale * (g * x).sum(0) for ga, g, x in zip(grad_alpha, grads, w, strict=True)
+                ]
+            if steps:  # A_i^T w = w - H_i (alpha_i w), H_i symmetric
+                leaves, graph = steps[i]
+                alphas = self.step_alphas[i]
+                hv = torch.autograd.grad(graph, leaves, [a * x for a, x in zip(alphas, w, strict=True)],
+                                         retain_graph=True)  # fmt: skip
+                w = [x - h for x, h in zip(w, hv, strict=True)]
+        return [x.sum(0) for x in w], grad_alpha
 
     def _pull_back(
         self,
         dist: DistParams,
         cotangent: Sequence[Tensor],
-        steps: list[tuple[list[Tensor], tuple[Tensor, ...]]] | None = None,
+        steps: list[tuple[list[Tensor], tuple[Tensor, ...]]],
     ) -> Tensor:
         """``A^T J^T u`` summed over tasks, as one flat vector of the meta-parameters."""
         w = list(torch.autograd.grad(dist, self.adapted_leaves, list(cotangent), retain_graph=True))
-        return flatten([x.sum(0) for x in self._through_inner(w, transpose=True, steps=steps)])
+        grad_theta, grad_alpha = self._through_inner_transposed(w, steps)
+        return flatten(grad_theta + (grad_alpha or []))
 
     def loss_and_gradient(self) -> tuple[float, Tensor]:
         """The surrogate at the current parameters (ratio 1) and its meta-gradient."""
@@ -307,13 +357,14 @@ class BatchedOuterStep:
         with torch.enable_grad():
             loss, _ = batched_outer_losses(self.policy, dd, self.valid, self.old_dist)
             cotangent = torch.autograd.grad(loss, dd)
-        return loss.item(), self._pull_back(self.dist, cotangent)
+        return loss.item(), self._pull_back(self.dist, cotangent, self.steps)
 
     def kl_hvp(self, v: Tensor, damping: float = 0.0) -> Tensor:
         """``(H_KL + damping I) v`` at the current parameters, in Gauss-Newton form."""
-        u = self._through_inner(
-            [x.expand(self.K, *x.shape) for x in unflatten(v, self.shapes)], False, self.hvp_steps
-        )
+        parts = unflatten(v, self.flat_shapes)
+        n = len(self.shapes)
+        v_alpha = parts[n:] if self.learned_step_sizes else None
+        u = self._through_inner([x.expand(self.K, *x.shape) for x in parts[:n]], self.hvp_steps, v_alpha)
         u = [x.contiguous() for x in u]  # still broadcast views without inner steps
         ju = jvp(lambda *q: batched_forward(self.policy, self._named(q), self.hvp_data.obs),
                     tuple(self.adapted), tuple(u))[1]  # fmt: skip

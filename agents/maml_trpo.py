@@ -257,8 +257,8 @@ class MAMLTRPOConfig:
             raise ValueError(f"task_batching must be 'loop', 'vmap' or 'batched', got {self.task_batching!r}")
         if not 0.0 < self.hvp_subsample <= 1.0:
             raise ValueError(f"hvp_subsample must be in (0, 1], got {self.hvp_subsample!r}")
-        if self.hvp_subsample < 1.0 and (self.task_batching != "batched" or self.meta_sgd):
-            raise ValueError("hvp_subsample < 1 needs task_batching='batched' and no meta_sgd")
+        if self.hvp_subsample < 1.0 and self.task_batching != "batched":
+            raise ValueError("hvp_subsample < 1 needs task_batching='batched'")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MAMLTRPOConfig:
@@ -474,16 +474,19 @@ class MAMLTRPO:
     def inner_steps(self, n_tasks: int) -> InnerSteps | None:
         """A fresh :class:`metarl.agents.maml_hvp.InnerSteps` at the current meta-parameters for a
         meta-iteration to adapt with and pass on to :meth:`meta_step`, on the batched path
-        (``task_batching="batched"``, no Meta-SGD); ``None`` on the others (use :meth:`adapted_params`)."""
-        if self.config.task_batching != "batched" or self.config.meta_sgd:
+        (``task_batching="batched"``); ``None`` on the others (use :meth:`adapted_params`)."""
+        if self.config.task_batching != "batched":
             return None
         return InnerSteps(
-            self.policy, self._fixed_step_sizes(), n_tasks, second_order=not self.config.first_order,
+            self.policy, self._batched_step_sizes(), n_tasks, second_order=not self.config.first_order,
             later_step_scale=self.config.later_step_scale,
         )  # fmt: skip
 
-    def _fixed_step_sizes(self) -> dict[str, float]:
-        """The inner step sizes as plain numbers (the batched path; not Meta-SGD)."""
+    def _batched_step_sizes(self) -> dict[str, float | Tensor]:
+        """The inner step sizes for the batched path: numbers, or with Meta-SGD the learned tensors
+        (which :class:`metarl.agents.maml_hvp.BatchedOuterStep` then treats as meta-parameters)."""
+        if self.step_sizes:
+            return dict(self.step_sizes)
         return {n: float(a) for n, a in self.inner_step_sizes().items()}
 
     def objective(
@@ -525,17 +528,17 @@ class MAMLTRPO:
         Hessian-vector products differentiate through the inner gradient (double backprop; with
         ``first_order`` the inner gradient is held constant). Solve ``H x = g`` by conjugate gradient,
         scale to the KL bound, and backtrack until the KL bound holds and the surrogate improves.
-        With ``task_batching="batched"`` (and no Meta-SGD) the same quantities come from
-        :class:`metarl.agents.maml_hvp.BatchedOuterStep`. ``generator`` draws the ``hvp_subsample``
+        With ``task_batching="batched"`` the same quantities come from
+        :class:`metarl.agents.maml_hvp.BatchedOuterStep` (Gauss-Newton form, Meta-SGD included). ``generator`` draws the ``hvp_subsample``
         steps (default: one seeded with ``config.seed``). ``inner``: the inner steps the
         meta-iteration already took on ``inner_data`` from :meth:`inner_steps` (batched path only;
         default: recompute them).
         """
         cfg = self.config
-        if cfg.task_batching == "batched" and not cfg.meta_sgd:
+        if cfg.task_batching == "batched":
             return self._batched_meta_step(inner_data, valid, generator, inner)
         if inner is not None:
-            raise ValueError("inner steps can be reused only with task_batching='batched' and no Meta-SGD")
+            raise ValueError("inner steps can be reused only with task_batching='batched'")
         theta = self.meta_parameters()
         second_order = not cfg.first_order
         loss, kl, old_dist = self.objective(inner_data, valid, None, create_graph=second_order)
@@ -568,7 +571,7 @@ class MAMLTRPO:
             generator = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
             hvp_data = subsample_steps(valid, cfg.hvp_subsample, generator)
             hvp_inner = [subsample_steps(d, cfg.hvp_subsample, generator) for d in inner_data]
-        sizes = self._fixed_step_sizes()
+        sizes = self._batched_step_sizes()
         outer = BatchedOuterStep(self.policy, sizes, inner_data, valid, second_order=not cfg.first_order,
                                  hvp_data=hvp_data, hvp_inner_data=hvp_inner, inner=inner,
                                  later_step_scale=cfg.later_step_scale)  # fmt: skip

@@ -301,14 +301,55 @@ def test_training_with_a_later_step_scale_takes_smaller_second_steps_on_every_pa
         BatchedOuterStep(policy, sizes, [in1, in2], valid, second_order=not first_order, inner=inner)
 
 
-def test_batched_meta_step_takes_the_loops_step() -> None:
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("inner_steps", [0, 1, 2])
+def test_batched_meta_sgd_gradient_and_kl_products_match_the_loops_autograd(
+    first_order: bool, inner_steps: int
+) -> None:
+    """Meta-SGD on the batched path: the step sizes' block of the Gauss-Newton gradient and KL
+    products (``d theta' / d alpha = -s_i diag(g_i)``) equals double backprop through the loop's
+    inner steps, with the second step halved; with no inner step the step sizes get nothing."""
+    policy, in1, in2, valid = float32_problem()
+    inner = [in1, in2][:inner_steps]
+    cfg = dict(first_order=first_order, meta_sgd=True, later_step_scale=0.5)
+    loop = MAMLTRPO(policy, config(task_batching="loop", **cfg))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # distinct step sizes per entry, so a mixed-up index shows
+        for a in loop.step_sizes.values():
+            a.mul_(0.5 + torch.rand(a.shape, generator=g))
+    theta = loop.meta_parameters()
+    # the loop's first order holds each inner gradient constant but still differentiates w.r.t. alpha
+    loss, kl, _ = loop.objective(inner, valid, None, create_graph=not first_order)
+    grad = flat_grad(loss, theta, retain_graph=True)
+    hvp = hessian_vector_product(kl, theta, 1e-3)
+    batched = MAMLTRPO(policy, config(task_batching="batched", **cfg))
+    batched.step_sizes = loop.step_sizes
+    outer = BatchedOuterStep(policy, batched._batched_step_sizes(), inner, valid, second_order=not first_order,
+                             later_step_scale=0.5)  # fmt: skip
+    assert outer.learned_step_sizes
+    loss_b, grad_b = outer.loss_and_gradient()
+    assert loss_b == pytest.approx(loss.item(), rel=1e-5)
+    n_theta = sum(p.numel() for p in policy.parameters())
+    assert grad_b.shape == grad.shape == (2 * n_theta,)
+    torch.testing.assert_close(grad_b, grad, rtol=1e-5, atol=1e-6)
+    for seed in range(2):
+        v = torch.randn(grad.shape, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(outer.kl_hvp(v, 1e-3), hvp(v), rtol=1e-5, atol=1e-6)
+    if inner_steps == 0:
+        assert torch.count_nonzero(grad_b[n_theta:]) == 0
+    else:
+        assert torch.count_nonzero(grad_b[n_theta:]) > 0
+
+
+@pytest.mark.parametrize("meta_sgd", [False, True])
+def test_batched_meta_step_takes_the_loops_step(meta_sgd: bool) -> None:
     # float64: conjugate gradient on this tiny, nearly singular KL Hessian amplifies float32 rounding
     policy, inner, _, valid = float32_problem()
     policy = policy.double()
     inner, valid = (TaskTensors(*(x.double() for x in d)) for d in (inner, valid))
     results = {}
     for batching in ("loop", "batched"):
-        algo = MAMLTRPO(copy.deepcopy(policy), config(task_batching=batching, max_kl=1e-3))
+        algo = MAMLTRPO(copy.deepcopy(policy), config(task_batching=batching, max_kl=1e-3, meta_sgd=meta_sgd))
         stats = algo.meta_step([inner], valid)
         results[batching] = (stats, flatten(algo.meta_parameters()).detach())
     (s_loop, p_loop), (s_b, p_b) = results["loop"], results["batched"]
