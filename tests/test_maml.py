@@ -392,6 +392,31 @@ def test_hvp_subsample_uses_a_renormalised_subset_of_the_validation_and_inner_st
         config(task_batching="loop", hvp_subsample=0.2)  # needs task_batching="batched"
 
 
+def test_meta_sgd_kl_products_on_subsampled_steps_stay_symmetric_positive_semi_definite() -> None:
+    """hvp_subsample with Meta-SGD: the subset's products are the full products when the subset is
+    the whole batch, and otherwise a symmetric positive semi-definite matrix over (theta, alpha)."""
+    policy, inner, _, valid = float32_problem()
+    sizes = {n: torch.full_like(p, 0.3) for n, p in policy.params().items()}
+    full = BatchedOuterStep(policy, sizes, [inner], valid, second_order=True)
+    same = BatchedOuterStep(policy, sizes, [inner], valid, second_order=True, hvp_inner_data=[inner])
+    sub = BatchedOuterStep(
+        policy, sizes, [inner], valid, second_order=True,
+        hvp_data=subsample_steps(valid, 0.5, torch.Generator().manual_seed(0)),
+        hvp_inner_data=[subsample_steps(inner, 0.5, torch.Generator().manual_seed(1))],
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(2)
+    v, u = (torch.randn(full.loss_and_gradient()[1].shape, generator=g) for _ in range(2))
+    torch.testing.assert_close(same.kl_hvp(v), full.kl_hvp(v))
+    assert not torch.allclose(sub.kl_hvp(v), full.kl_hvp(v))
+    torch.testing.assert_close(u @ sub.kl_hvp(v), v @ sub.kl_hvp(u), rtol=1e-4, atol=1e-7)
+    assert v @ sub.kl_hvp(v) >= 0 and u @ sub.kl_hvp(u) >= 0
+    algo = MAMLTRPO(policy, config(task_batching="batched", meta_sgd=True, hvp_subsample=0.5, max_kl=1e-3))
+    stats = algo.meta_step([inner], valid, torch.Generator().manual_seed(0))
+    assert stats["accepted"] == 1.0 and stats["kl"] <= 1e-3
+    with pytest.raises(ValueError, match="all numbers or all tensors"):
+        BatchedOuterStep(policy, {**sizes, "log_std": 0.3}, [inner], valid, second_order=True)
+
+
 @pytest.mark.parametrize("hvp_subsample", [1.0, 0.5])
 def test_meta_step_reusing_the_iterations_inner_steps_takes_the_same_step(hvp_subsample: float) -> None:
     """The inner steps taken to sample (their graphs kept) give the outer step it would recompute."""
