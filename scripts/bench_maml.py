@@ -188,6 +188,29 @@ def _run_summary(run_dir: str) -> dict[str, Any]:
     }
 
 
+def maml_learner_names(configs: list[dict[str, Any]], run_dirs: list[str]) -> list[str]:
+    """One distinct learner name per MAML run: ``maml-trpo`` alone; with several, the training's
+    inner steps and step size (and Meta-SGD), then the run directory's name where those coincide.
+    The results are keyed by name, so two equal names would drop a learner."""
+    if len(configs) == 1:
+        return ["maml-trpo"]
+    labels = [
+        f"{c['inner_steps']}-step training, inner step {c['inner_lr']}"
+        + (", Meta-SGD" if c.get("meta_sgd") else "")
+        for c in configs
+    ]
+    repeated = [labels.count(label) > 1 for label in labels]
+    for i, path in enumerate(map(Path, run_dirs)):
+        if repeated[i]:  # a checkpoint file is named by its run and its own name
+            labels[i] += (
+                f", {_run_dir_of(path).name} {path.name}" if path.suffix == ".pt" else f", {path.name}"
+            )
+    names = [f"maml-trpo ({label})" for label in labels]
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"--maml-run names the same run twice: {run_dirs}")
+    return names
+
+
 @app.command()
 def evaluate(
     family: FamilyOpt = "Navigation2D-v0",
@@ -229,14 +252,12 @@ def evaluate(
     pretrained_run = pretrained_run or _pretrain_run(family, seed)
     learners: list[tuple[Any, dict[str, Any]]] = []
     maml_infos = []
-    for run_dir in maml_runs:
-        maml_algo, info = _load(run_dir)
+    loaded = [_load(run_dir) for run_dir in maml_runs]
+    names = maml_learner_names([info["config"] for _, info in loaded], maml_runs)
+    for run_dir, name, (maml_algo, info) in zip(maml_runs, names, loaded, strict=True):
         info["selected"] = Path(run_dir).is_file()  # a checkpoint file, e.g. chosen by `select`
         info["run"] = _run_summary(str(_run_dir_of(Path(run_dir))) if info["selected"] else run_dir)
         info["run_dir"] = run_dir
-        steps = info["config"]["inner_steps"]
-        lr = info["config"]["inner_lr"]
-        name = "maml-trpo" if len(maml_runs) == 1 else f"maml-trpo ({steps}-step training, inner step {lr})"
         learners.append((maml_algo.learner(name, later_step_scale), info))
         maml_infos.append(info)
     maml_info = maml_infos[0]

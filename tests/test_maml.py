@@ -836,6 +836,28 @@ def test_bench_maml_readme_pairs_each_maml_learner_with_each_baseline() -> None:
     assert bench._paired_lines(results[:1], []) == []
 
 
+def test_bench_maml_names_every_maml_run_distinctly() -> None:
+    """Results are keyed by learner name: two runs with the same training settings once shared a
+    name and one of them was dropped from results.json."""
+    import typer
+
+    bench = _bench_maml_module()
+    plain = {"inner_steps": 1, "inner_lr": 0.1}
+    assert bench.maml_learner_names([plain], ["runs/a"]) == ["maml-trpo"]
+    assert bench.maml_learner_names([plain, {**plain, "meta_sgd": True}], ["runs/a", "runs/b"]) == [
+        "maml-trpo (1-step training, inner step 0.1)",
+        "maml-trpo (1-step training, inner step 0.1, Meta-SGD)",
+    ]
+    assert bench.maml_learner_names(
+        [plain, plain], ["runs/seed0", "x/seed1/checkpoints/ckpt_0000010.pt"]
+    ) == [
+        "maml-trpo (1-step training, inner step 0.1, seed0)",
+        "maml-trpo (1-step training, inner step 0.1, seed1 ckpt_0000010.pt)",
+    ]
+    with pytest.raises(typer.BadParameter, match="same run twice"):
+        bench.maml_learner_names([plain, plain], ["runs/a", "runs/a"])
+
+
 def test_bench_maml_select_scores_the_best_logged_checkpoints_on_validation(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import typer
 
