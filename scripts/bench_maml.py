@@ -471,8 +471,9 @@ def _train_command(family: str, run: str, default: str) -> str:
 
 
 def _paired_lines(mamls: list[Any], others: list[Any]) -> list[str]:
-    """Markdown table of each MAML learner minus each other learner, paired over the test tasks."""
-    if not others:
+    """Markdown table of each MAML learner minus each later MAML learner and each other learner,
+    paired over the test tasks."""
+    if not others and len(mamls) < 2:
         return []
     lines = [
         "",
@@ -482,8 +483,8 @@ def _paired_lines(mamls: list[Any], others: list[Any]) -> list[str]:
         "| difference | 0 steps | 1 step | 2 steps | 3 steps |",
         "|---|---|---|---|---|",
     ]
-    for maml in mamls:
-        for other in others:
+    for i, maml in enumerate(mamls):
+        for other in [*mamls[i + 1 :], *others]:
             rows = maml.paired_difference(other)
             cells = [f"{r['mean']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" for r in rows]
             lines.append(f"| {maml.learner} minus {other.learner} | " + " | ".join(cells) + " |")

@@ -834,6 +834,11 @@ def test_bench_maml_readme_pairs_each_maml_learner_with_each_baseline() -> None:
     want = results[0].paired_difference(results[2])[1]
     assert f"{want['mean']:+.1f} [{want['ci_low']:+.1f}, {want['ci_high']:+.1f}]" in rows[1]
     assert bench._paired_lines(results[:1], []) == []
+    two = [
+        line.split(" | ")[0] for line in bench._paired_lines(results[:2], results[2:]) if " minus " in line
+    ]
+    assert two == ["| trilateration minus random", "| trilateration minus oracle", "| random minus oracle"]
+    assert len([line for line in bench._paired_lines(results[:2], []) if " minus " in line]) == 1
 
 
 def test_bench_maml_names_every_maml_run_distinctly() -> None:
