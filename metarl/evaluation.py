@@ -301,9 +301,11 @@ class EvalResult:
         ax.set_xlabel("gradient steps" if self.adaptation_unit == "gradient step" else "episode in trial")
         ax.set_ylabel("mean return over held-out tasks")
         ax.set_title(f"{self.family_id} ({self.split})")
-        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        # below the axes, so that no curve (e.g. an oracle's flat line at the top) is hidden
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
 
 
