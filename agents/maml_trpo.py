@@ -529,8 +529,8 @@ class MAMLTRPO:
         ``first_order`` the inner gradient is held constant). Solve ``H x = g`` by conjugate gradient,
         scale to the KL bound, and backtrack until the KL bound holds and the surrogate improves.
         With ``task_batching="batched"`` the same quantities come from
-        :class:`metarl.agents.maml_hvp.BatchedOuterStep` (Gauss-Newton form, Meta-SGD included). ``generator`` draws the ``hvp_subsample``
-        steps (default: one seeded with ``config.seed``). ``inner``: the inner steps the
+        :class:`metarl.agents.maml_hvp.BatchedOuterStep` (Gauss-Newton form, Meta-SGD included).
+        ``generator`` draws the ``hvp_subsample`` steps (default: one seeded with ``config.seed``). ``inner``: the inner steps the
         meta-iteration already took on ``inner_data`` from :meth:`inner_steps` (batched path only;
         default: recompute them).
         """
