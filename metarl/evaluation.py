@@ -287,6 +287,7 @@ class EvalResult:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         for res in (self, *others):
@@ -301,7 +302,7 @@ class EvalResult:
         ax.set_xlabel("gradient steps" if self.adaptation_unit == "gradient step" else "episode in trial")
         ax.set_ylabel("mean return over held-out tasks")
         ax.set_title(f"{self.family_id} ({self.split})")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         # below the axes, so that no curve (e.g. an oracle's flat line at the top) is hidden
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
         fig.tight_layout()
