@@ -56,6 +56,7 @@ __all__ = [
     "batched_inner_losses",
     "batched_objective_no_graph",
     "batched_outer_losses",
+    "detached_step_size",
     "subsample_steps",
 ]
 
@@ -120,7 +121,7 @@ class InnerSteps:
     ) -> None:
         self.policy = policy
         self.names = [n for n, _ in policy.named_parameters()]
-        self.alphas = [_detached(step_sizes[n]) for n in self.names]
+        self.alphas = [detached_step_size(step_sizes[n]) for n in self.names]
         self.later_step_scale = later_step_scale
         #: The step sizes each step took, in parameter order (``alphas``, then scaled ones).
         self.step_alphas: list[list[float | Tensor]] = []
@@ -158,7 +159,8 @@ class InnerSteps:
         return dict(zip(self.names, self.params, strict=True))
 
 
-def _detached(alpha: float | Tensor) -> float | Tensor:
+def detached_step_size(alpha: float | Tensor) -> float | Tensor:
+    """A fixed number as it is, a (learned) tensor detached from the graph; it shares storage."""
     return alpha.detach() if isinstance(alpha, Tensor) else alpha
 
 

@@ -47,6 +47,7 @@ from metarl.agents.maml_hvp import (
     batched_inner_losses,
     batched_objective_no_graph,
     batched_outer_losses,
+    detached_step_size,
     subsample_steps,
 )
 from metarl.agents.policies import DistParams, MLPPolicy, Params, PolicySampler, batched_forward
@@ -690,7 +691,7 @@ class MAMLLearner:
         self.later_step_scale = config.later_step_scale if later_step_scale is None else later_step_scale
         if not (isinstance(self.later_step_scale, (int, float)) and self.later_step_scale > 0):
             raise ValueError(f"later_step_scale must be a positive number, got {self.later_step_scale!r}")
-        self.step_sizes = {n: (v.detach() if isinstance(v, Tensor) else v) for n, v in step_sizes.items()}
+        self.step_sizes = {n: detached_step_size(v) for n, v in step_sizes.items()}
         self.config = config
         self.name = name
 
