@@ -4,7 +4,7 @@ Meta-tests one Meta-SGD checkpoint twice on the test tasks with the benchmark's 
 per step, later steps halved, episodes seeded with 12345): once with its learned per-entry step sizes,
 once with every step size replaced by the config's ``inner_lr`` (where Meta-SGD starts them; plain
 MAML's step). Prints both curves, the summary of the learned sizes, and the paired difference per
-step with a 95% bootstrap interval over tasks. Run from the repository root:
+step with a 95% bootstrap interval over tasks (``EvalResult.paired_difference``). Run from the repository root:
 
     .venv/bin/python benchmarks/maml_cheetah_dir/metasgd/fixed_steps.py <checkpoint.pt> [rounds]
 """
@@ -32,19 +32,14 @@ def main(checkpoint: str, rounds: int) -> None:
         print(f"{name:14s} learned step: mean {s.mean():.4f}, min {s.min():.4f}, max {s.max():.4f}")
     fixed = {name: algo.config.inner_lr for name in learned}
     family = metarl.make_family(algo.config.family)
-    curves = {}
+    results = []
     for label, sizes in (("learned steps", learned), (f"all steps {algo.config.inner_lr:g}", fixed)):
         learner = MAMLLearner(algo.policy, sizes, algo.config, label, 0.5)
-        res = metarl.evaluate(learner, family, rounds=rounds, episodes_per_round=20, seed=12345)
-        curves[label] = res.returns  # (tasks, rounds)
-        print(f"{label}: {np.round(curves[label].mean(0), 1)}", flush=True)
-    a, b = curves.values()
-    diff = a - b  # (tasks, rounds)
-    boot = np.random.default_rng(0).integers(0, len(diff), size=(10_000, len(diff)))
-    means = diff[boot].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5], axis=0)
-    for k in range(diff.shape[1]):
-        print(f"after {k} step(s): learned minus fixed {diff[:, k].mean():+.1f} [{lo[k]:+.1f}, {hi[k]:+.1f}]")
+        results.append(metarl.evaluate(learner, family, rounds=rounds, episodes_per_round=20, seed=12345))
+        print(f"{label}: {np.round(results[-1].returns.mean(0), 1)}", flush=True)
+    for row in results[0].paired_difference(results[1]):
+        print(f"after {row['round']} step(s): learned minus fixed {row['mean']:+.1f} "
+              f"[{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]")  # fmt: skip
 
 
 if __name__ == "__main__":
