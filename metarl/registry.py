@@ -100,7 +100,7 @@ def family_spec(id: str) -> FamilySpec:
     if id not in _REGISTRY:
         _load_plugins()
     if id not in _REGISTRY:
-        close = difflib.get_close_matches(str(id), list(_REGISTRY), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(str(id), list(_REGISTRY), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
         raise KeyError(f"unknown family {id!r}; {hint}registered families: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[id]

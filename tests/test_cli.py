@@ -41,6 +41,9 @@ def test_evaluate_prints_the_table_and_writes_results(tmp_path: Path) -> None:
 
 
 def test_bad_input_gets_one_line_errors(tmp_path: Path) -> None:
+    typo, negative = tmp_path / "typo.json", tmp_path / "negative.json"
+    typo.write_text(json.dumps({"inner_lrr": 0.1}))
+    negative.write_text(json.dumps({"inner_lr": -1}))
     cases = [
         (["evaluate", "--family", "Navigaton2D-v0"], "did you mean 'Navigation2D-v0'"),
         (["evaluate", "--family", "Navigation2D-v0", "--learner", "nope"], "unknown learner 'nope'"),
@@ -51,6 +54,10 @@ def test_bad_input_gets_one_line_errors(tmp_path: Path) -> None:
             "does not exist",
         ),
         (["train", "ppo", "--family", "Navigation2D-v0"], "unknown agent 'ppo'"),
+        (["evaluate", "--family", "Nope-v0"], "unknown family 'Nope-v0'; registered families:"),
+        (["train", "maml-trpo", "--family", "Navigation2D-v0", "--config", str(typo)], f"{str(typo)!r}"),
+        (["train", "maml-trpo", "--family", "Navigation2D-v0", "--config", str(typo)], "['inner_lrr']"),
+        (["train", "maml-trpo", "--family", "Navigation2D-v0", "--config", str(negative)], "got -1"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
