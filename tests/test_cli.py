@@ -55,8 +55,10 @@ def test_bad_input_gets_one_line_errors(tmp_path: Path) -> None:
         ),
         (["train", "ppo", "--family", "Navigation2D-v0"], "unknown agent 'ppo'"),
         (["evaluate", "--family", "Nope-v0"], "unknown family 'Nope-v0'; registered families:"),
-        (["train", "maml-trpo", "--family", "Navigation2D-v0", "--config", str(typo)], f"{str(typo)!r}"),
-        (["train", "maml-trpo", "--family", "Navigation2D-v0", "--config", str(typo)], "['inner_lrr']"),
+        (
+            ["train", "maml-trpo", "--family", "Navigation2D-v0", "--config", str(typo)],
+            f"{str(typo)!r} (with the command line's overrides): unknown MAML-TRPO config key(s) ['inner_lrr']",
+        ),
         (["train", "maml-trpo", "--family", "Navigation2D-v0", "--config", str(negative)], "got -1"),
     ]
     for args, message in cases:
