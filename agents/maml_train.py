@@ -559,13 +559,11 @@ def cli_train(
         values["run_dir"] = str(run_dir)
     elif "run_dir" not in values:
         values["run_dir"] = str(Path("runs") / "maml_trpo" / family / f"seed{values.get('seed', 0)}")
-    try:
-        config = MAMLTRPOConfig.from_dict(values)
-    except ValueError as exc:
-        if config_path is None:
-            raise
-        raise ValueError(
-            f"config file {str(config_path)!r} (with the command line's overrides): {exc}"
-        ) from exc
+    source = (
+        None
+        if config_path is None
+        else f"config file {str(config_path)!r} (with the command line's overrides)"
+    )
+    config = MAMLTRPOConfig.from_dict(values, source=source)
     train(config, resume=resume, progress=progress)
     return Path(config.run_dir)
