@@ -265,19 +265,22 @@ class MAMLTRPOConfig:
     def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> MAMLTRPOConfig:
         """Build a config from a mapping; an unknown key or a bad value raises ``ValueError`` naming
         it, prefixed with ``source`` (where the mapping came from, e.g. a config file) if given."""
+        prefix = "" if source is None else f"{source}: "
         names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"{prefix}unknown MAML-TRPO config key(s) {unknown}; valid keys: {sorted(names)}"
+            )
+        values = dict(data)
+        if isinstance(values.get("hidden_sizes"), list):
+            values["hidden_sizes"] = tuple(values["hidden_sizes"])
         try:
-            unknown = sorted(set(data) - names)
-            if unknown:
-                raise ValueError(f"unknown MAML-TRPO config key(s) {unknown}; valid keys: {sorted(names)}")
-            values = dict(data)
-            if isinstance(values.get("hidden_sizes"), list):
-                values["hidden_sizes"] = tuple(values["hidden_sizes"])
             return cls(**values)
         except ValueError as exc:
             if source is None:
                 raise
-            raise ValueError(f"{source}: {exc}") from exc
+            raise ValueError(f"{prefix}{exc}") from exc
 
     @classmethod
     def from_saved(cls, data: Mapping[str, Any]) -> MAMLTRPOConfig:
