@@ -171,6 +171,15 @@ class RL2Config:
     #: are recomputed with ``f`` after each batch is collected (the collecting workers need not know the
     #: tasks). Trials must be of one family (one length of ``f``).
     value_task: bool = False
+    #: Give the policy the previous observation too (``False``: the RL² of Duan et al., whose
+    #: inputs are the observation, previous action, reward and done flag only). Each input row
+    #: then ends with the observation the previous action was taken in (one-hot if discrete; zeros
+    #: at a trial's first step), so it holds a whole transition ``(s, a, r, s')``. On a tabular MDP a
+    #: reward belongs to a state-action pair; without this input the GRU can file it only by
+    #: recalling the previous state from its own memory, which ``diagnose_mdp_policy.py``'s readout
+    #: found weak. Inference networks of later context-based methods (PEARL, VariBAD) read whole
+    #: transitions too. A bandit's observation is constant, so there it adds nothing.
+    prev_obs: bool = False
     #: The reward the PPO targets are computed from. ``"sampled"``: the reward received (the RL² of
     #: Duan et al.). ``"expected"``: the env's ``info["expected_reward"]``, the mean of that reward
     #: given the task, state and action (the pulled arm's ``p``, the MDP's ``mu[s, a]``). The policy
@@ -220,6 +229,7 @@ class RL2Config:
         check_bool(own, "value_time", self.value_time)
         check_bool(own, "policy_time", self.policy_time)
         check_bool(own, "value_task", self.value_task)
+        check_bool(own, "prev_obs", self.prev_obs)
         check_sampler_options(own, self)
         if not isinstance(self.family_kwargs, dict) or not all(
             isinstance(k, str) for k in self.family_kwargs
@@ -751,14 +761,20 @@ class RL2:
         self.env: TrialVecEnv | None = None
         self.trial_sampler = trial_sampler
         self._owns_trial_sampler = False
+        if trial_sampler is not None and trial_sampler.prev_obs != config.prev_obs:
+            raise ValueError(
+                f"the trial sampler was made with prev_obs={trial_sampler.prev_obs}, the config has "
+                f"prev_obs={config.prev_obs}; make it with TrialSampler(..., prev_obs={config.prev_obs})"
+            )
         if config.sampler == "local" and trial_sampler is None:
             self.env = TrialVecEnv(
-                self.family, config.trials_per_update, self.episodes_per_trial, backend=config.backend
-            )
+                self.family, config.trials_per_update, self.episodes_per_trial, backend=config.backend,
+                prev_obs=config.prev_obs,
+            )  # fmt: skip
             self.inputs = self.env.inputs
         else:
             probe = self.family.make_env()
-            self.inputs = TrialInputs(probe.observation_space, probe.action_space)
+            self.inputs = TrialInputs(probe.observation_space, probe.action_space, prev_obs=config.prev_obs)
             probe.close()
         #: Upper bound on a trial's length in steps.
         self.max_trial_steps = self.episodes_per_trial * self.family.max_episode_steps
@@ -946,16 +962,21 @@ class RL2Policy:
         self.prev_actions = np.zeros((num_envs, inputs.act_dim), dtype=np.float32)
         self.prev_rewards = np.zeros(num_envs)
         self.prev_dones = np.zeros(num_envs)
-        self._pending: tuple[torch.Tensor, np.ndarray] | None = None
+        #: With :attr:`TrialInputs.prev_obs`: the encoded observations the last actions were taken in.
+        self.prev_obs = np.zeros((num_envs, inputs.obs_dim), dtype=np.float32) if inputs.prev_obs else None
+        self._pending: tuple[torch.Tensor, np.ndarray, np.ndarray | None] | None = None
 
     @torch.no_grad()
     def __call__(self, observations: np.ndarray) -> np.ndarray:
-        x = self.inputs.build(observations, self.prev_actions, self.prev_rewards, self.prev_dones)
+        x = self.inputs.build(
+            observations, self.prev_actions, self.prev_rewards, self.prev_dones, self.prev_obs
+        )
         params, _, h = self.model(
             torch.from_numpy(x)[:, None], self.hidden, torch.from_numpy(self.steps), self.horizon
         )
         action = self.model.sample(params[:, 0], self.generator, self.deterministic).numpy()
-        self._pending = (h, action)
+        acted_in = self.inputs.encode_obs(observations) if self.prev_obs is not None else None
+        self._pending = (h, action, acted_in)
         return self.inputs.to_env(action)
 
     def observe(
@@ -968,9 +989,11 @@ class RL2Policy:
     ) -> None:
         if self._pending is None:
             raise RuntimeError("RL2Policy.observe() called before the policy acted")
-        h, action = self._pending
+        h, action, acted_in = self._pending
         self._pending = None
         a = np.asarray(active, dtype=bool)
+        if self.prev_obs is not None and acted_in is not None:
+            self.prev_obs[a] = acted_in[a]
         self.hidden[:, torch.from_numpy(a)] = h[:, torch.from_numpy(a)]
         self.steps[a] += 1
         self.prev_actions[a] = self.inputs.encode_action(action)[a]
@@ -1005,7 +1028,9 @@ class RL2Learner:
         self.deterministic = deterministic
 
     def begin_adaptation(self, vec_env: VecEnv, seed: int) -> _RL2Adaptation:
-        inputs = TrialInputs(vec_env.single_observation_space, vec_env.single_action_space)
+        inputs = TrialInputs(
+            vec_env.single_observation_space, vec_env.single_action_space, prev_obs=self.config.prev_obs
+        )
         expected = self.model.input_dim
         if inputs.input_dim != expected or isinstance(vec_env.single_action_space, gym.spaces.Discrete) != (
             self.model.discrete

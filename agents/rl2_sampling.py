@@ -159,6 +159,7 @@ class TrialShardJob:
     separate_value: bool = False
     value_horizon: int | None = None
     time_horizon: int | None = None
+    prev_obs: bool = False
 
     def __call__(
         self, runner: ShardRunner, policy_state: PolicyState, tasks: tuple[Task, ...], task_offset: int,
@@ -173,7 +174,13 @@ class TrialShardJob:
             generator=torch.Generator().manual_seed(0),
         )  # fmt: skip
         model.load_state_dict(dict(policy_state))
-        env = TrialVecEnv(runner.family, len(tasks), self.episodes_per_trial, vec=runner.vec_env(tasks))
+        env = TrialVecEnv(
+            runner.family,
+            len(tasks),
+            self.episodes_per_trial,
+            vec=runner.vec_env(tasks),
+            prev_obs=self.prev_obs,
+        )
         return collect_seeded_trials(
             model, env, tasks, task_offset=task_offset, seed=seed, deterministic=self.deterministic
         )
@@ -200,24 +207,30 @@ class TrialSampler:
             (any :class:`ShardedSampler`) with ``envs_per_task=1``.
         episodes_per_trial: ``N``.
         owns: :meth:`close` closes ``sampler``.
+        prev_obs: the policy's inputs hold the previous observation (:attr:`RL2Config.prev_obs`).
     """
 
-    def __init__(self, sampler: ShardedSampler, episodes_per_trial: int, *, owns: bool = True) -> None:
+    def __init__(
+        self, sampler: ShardedSampler, episodes_per_trial: int, *, owns: bool = True, prev_obs: bool = False
+    ) -> None:
         if sampler.envs_per_task != 1:
             raise ValueError(f"RL² trials need a sampler with envs_per_task=1, got {sampler.envs_per_task}")
         self.sampler = sampler
         self.episodes_per_trial = int(episodes_per_trial)
         self.owns = owns
+        self.prev_obs = bool(prev_obs)
 
     @classmethod
     def from_config(cls, config: RL2Config, family: TaskFamily, episodes_per_trial: int) -> TrialSampler:
         """The sampler ``config.sampler`` names: ``"local-per-task"`` or ``"ray"``."""
         if config.sampler == "local-per-task":
-            return cls(LocalSampler(family, 1, backend=config.backend), episodes_per_trial)
+            return cls(
+                LocalSampler(family, 1, backend=config.backend), episodes_per_trial, prev_obs=config.prev_obs
+            )
         if config.sampler == "ray":
             ray = RaySampler(family, 1, num_workers=config.ray_workers, backend=config.backend,
                              address=config.ray_address, cpus_per_worker=config.ray_cpus_per_worker)  # fmt: skip
-            return cls(ray, episodes_per_trial)
+            return cls(ray, episodes_per_trial, prev_obs=config.prev_obs)
         raise ValueError(f"RL2Config.sampler={config.sampler!r} has no TrialSampler (use collect_trials)")
 
     def collect(
@@ -227,7 +240,7 @@ class TrialSampler:
         job = TrialShardJob(model.input_dim, model.pi.out_features, model.discrete,
                             model.hidden_size, self.episodes_per_trial, deterministic,
                             model.value_norm, model.separate_value, model.value_horizon,
-                            model.time_horizon)  # fmt: skip
+                            model.time_horizon, self.prev_obs)  # fmt: skip
         # the workers only act: they need the policy and value network, not the auxiliary reward head
         # nor the task input of a privileged critic (whose values the learner recomputes)
         state = {

@@ -158,7 +158,7 @@ def warm_start_lineage(state: Mapping[str, Any]) -> list[dict[str, Any]]:
 # config fields that fix the network's shape and meaning: a warm start needs them equal. The family's
 # keyword arguments and the trial length may differ (a curriculum, e.g. n = 100 pulls started from a
 # run with n = 10), as long as the input sizes agree.
-_ARCHITECTURE_FIELDS = ("family", "hidden_size", "separate_value", "value_norm", "value_task")
+_ARCHITECTURE_FIELDS = ("family", "hidden_size", "separate_value", "value_norm", "value_task", "prev_obs")
 
 
 def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:

@@ -13,6 +13,11 @@ episode, i.e. when ``obs_t`` is the first observation of the next episode of the
 first step of a trial the previous action, reward and done flag are all zero. The hidden state is
 carried across the episodes of a trial and reset only between trials.
 
+Optionally (``prev_obs=True``, not in the paper) the row also holds ``obs_{t-1}``, the observation
+the previous action was taken in, so the row is a whole transition
+``(obs_{t-1}, a_{t-1}, r_{t-1}, obs_t)``: a reward can then be filed under its state-action pair
+without the network recalling the previous state from its own memory.
+
 :class:`TrialVecEnv` runs one trial per sub-env of a :func:`metarl.make_vec` vector env. The
 vector env autoresets on the same step (``metarl.vector``), so the observation returned on a
 done step is already the next episode's first observation and no step is lost between episodes.
@@ -42,7 +47,10 @@ class TrialInputs:
     """Encodes ``(obs, previous action, previous reward, done flag)`` into one float32 vector.
 
     Supports ``Box`` and ``Discrete`` observation and action spaces. The layout of an input row is
-    ``[obs (obs_dim) | prev action (act_dim) | prev reward (1) | done flag (1)]``.
+    ``[obs (obs_dim) | prev action (act_dim) | prev reward (1) | done flag (1)]``, followed with
+    ``prev_obs=True`` by ``[prev obs (obs_dim)]``: the encoded observation the previous action was
+    taken in (zeros at a trial's first step). Across an episode boundary it is the previous
+    episode's last observation, the state the reward in the same row was received in.
 
     Continuous policies act in a normalised space ``u``: the env receives
     ``centre + half_range * clip(u, -1, 1)`` for bounded ``Box`` actions (``u`` itself where a bound
@@ -50,7 +58,12 @@ class TrialInputs:
     inputs of the same scale.
     """
 
-    def __init__(self, observation_space: gym.Space[Any], action_space: gym.Space[Any]) -> None:
+    def __init__(
+        self, observation_space: gym.Space[Any], action_space: gym.Space[Any], *, prev_obs: bool = False
+    ) -> None:
+        if not isinstance(prev_obs, bool):
+            raise TypeError(f"prev_obs must be a bool, got {prev_obs!r}")
+        self.prev_obs = prev_obs
         for what, space in (("observation", observation_space), ("action", action_space)):
             if not isinstance(space, (gym.spaces.Box, gym.spaces.Discrete)):
                 raise TypeError(f"RL² supports Box and Discrete {what} spaces, got {space}")
@@ -76,7 +89,7 @@ class TrialInputs:
             self._bounded = bounded
             self._centre = np.where(bounded, (low + high) / 2.0, 0.0)
             self._half = np.where(bounded, (high - low) / 2.0, 1.0)
-        self.input_dim = self.obs_dim + self.act_dim + 2
+        self.input_dim = self.obs_dim + self.act_dim + 2 + (self.obs_dim if prev_obs else 0)
 
     # -- observations -----------------------------------------------------------------------
     def encode_obs(self, observations: np.ndarray) -> np.ndarray:
@@ -113,22 +126,33 @@ class TrialInputs:
         prev_actions: np.ndarray,
         prev_rewards: np.ndarray,
         prev_dones: np.ndarray,
+        prev_observations: np.ndarray | None = None,
     ) -> np.ndarray:
         """One input row per sub-env, ``(n, input_dim)`` float32.
 
-        ``prev_actions`` is already encoded (``(n, act_dim)``, see :meth:`encode_action`).
+        ``prev_actions`` is already encoded (``(n, act_dim)``, see :meth:`encode_action`), and so is
+        ``prev_observations`` (``(n, obs_dim)``, see :meth:`encode_obs`), which inputs built with
+        ``prev_obs=True`` need and others refuse.
         """
         obs = self.encode_obs(observations)
         n = obs.shape[0]
-        return np.concatenate(
-            [
-                obs,
-                np.asarray(prev_actions, dtype=np.float32).reshape(n, self.act_dim),
-                np.asarray(prev_rewards, dtype=np.float32).reshape(n, 1),
-                np.asarray(prev_dones, dtype=np.float32).reshape(n, 1),
-            ],
-            axis=1,
-        )
+        parts = [
+            obs,
+            np.asarray(prev_actions, dtype=np.float32).reshape(n, self.act_dim),
+            np.asarray(prev_rewards, dtype=np.float32).reshape(n, 1),
+            np.asarray(prev_dones, dtype=np.float32).reshape(n, 1),
+        ]
+        if self.prev_obs != (prev_observations is not None):
+            need = "need" if self.prev_obs else "take no"
+            raise ValueError(f"these RL² inputs (prev_obs={self.prev_obs}) {need} previous observations")
+        if prev_observations is not None:
+            prev = np.asarray(prev_observations, dtype=np.float32)
+            if prev.shape != (n, self.obs_dim):
+                raise ValueError(
+                    f"previous observations must be encoded as ({n}, {self.obs_dim}), got shape {prev.shape}"
+                )
+            parts.append(prev)
+        return np.concatenate(parts, axis=1)
 
 
 class TaskSampler:
@@ -195,6 +219,7 @@ class TrialVecEnv:
         backend: vector env backend (see :func:`metarl.make_vec`).
         vec: run the trials in this vector env (of ``family``, one sub-env per task, ``num_trials``
             sub-envs) instead of making one; it is not closed by :meth:`close`.
+        prev_obs: inputs also hold the previous observation (:class:`TrialInputs`).
     """
 
     def __init__(
@@ -205,6 +230,7 @@ class TrialVecEnv:
         *,
         backend: str = "auto",
         vec: BatchedTaskVectorEnv | SyncTaskVectorEnv | None = None,
+        prev_obs: bool = False,
     ) -> None:
         self.family = family
         self.num_trials = check_int("num_trials", num_trials)
@@ -219,7 +245,11 @@ class TrialVecEnv:
                 f"{vec.num_envs} sub-envs with envs_per_task={vec.envs_per_task}"
             )
         self.vec = vec
-        self.inputs = TrialInputs(self.vec.single_observation_space, self.vec.single_action_space)
+        self.inputs = TrialInputs(
+            self.vec.single_observation_space, self.vec.single_action_space, prev_obs=prev_obs
+        )
+        #: The encoded observations of the last inputs (what the next actions are taken in).
+        self._last_obs = np.zeros((self.num_trials, self.inputs.obs_dim), dtype=np.float32)
         #: Upper bound on a trial's length in steps.
         self.max_trial_steps = self.episodes_per_trial * family.max_episode_steps
         self._episodes = np.zeros(self.num_trials, dtype=np.int64)
@@ -237,7 +267,13 @@ class TrialVecEnv:
         self._episodes[:] = 0
         self._started = True
         n = self.num_trials
-        return self.inputs.build(obs, np.zeros((n, self.inputs.act_dim)), np.zeros(n), np.zeros(n))
+        first_prev = None
+        if self.inputs.prev_obs:
+            first_prev = np.zeros((n, self.inputs.obs_dim), dtype=np.float32)
+            self._last_obs = self.inputs.encode_obs(obs)
+        return self.inputs.build(
+            obs, np.zeros((n, self.inputs.act_dim)), np.zeros(n), np.zeros(n), first_prev
+        )
 
     def step(self, policy_actions: np.ndarray) -> TrialStep:
         """Step every sub-env with the policy's actions (see :meth:`TrialInputs.to_env`)."""
@@ -249,7 +285,10 @@ class TrialVecEnv:
         rewards = np.asarray(rewards, dtype=np.float64)
         expected = step_info(infos, "expected_reward", done, np.nan)
         self._episodes += done & active
-        inputs = self.inputs.build(obs, self.inputs.encode_action(policy_actions), rewards, done)
+        prev = self._last_obs if self.inputs.prev_obs else None
+        inputs = self.inputs.build(obs, self.inputs.encode_action(policy_actions), rewards, done, prev)
+        if self.inputs.prev_obs:
+            self._last_obs = self.inputs.encode_obs(obs)
         return TrialStep(
             inputs=inputs,
             rewards=rewards,

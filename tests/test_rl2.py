@@ -1099,3 +1099,107 @@ def test_task_conditioned_values_keep_the_policy_gradient_unbiased() -> None:
             g = torch.autograd.grad(logp1 * adv[0, 0] + logp2 * adv[0, 1], (theta0, theta1))
             biased.append((prob, torch.cat([x.flatten() for x in g])))
     assert (sum(w * g for w, g in biased) - true).abs().max() > 1e-3
+
+
+# ------------------------------------------------------------------- the previous observation
+def _mdp_config(**changes: object) -> RL2Config:
+    kwargs = {"n_states": 4, "n_actions": 3, "n_episodes": 2, "max_episode_steps": 3, "split_sizes": SPLITS}
+    return small_config(family="TabularMDP-v0", family_kwargs=kwargs, **changes)
+
+
+def test_prev_obs_inputs_end_with_the_state_the_previous_action_was_taken_in() -> None:
+    family = _mdp_config().make_family()
+    task = family.test[1]
+    env = TrialVecEnv(family, num_trials=1, episodes_per_trial=2, prev_obs=True)
+    assert env.inputs.input_dim == 4 + 3 + 2 + 4
+    ref = make_vec(family, [task])
+    x = env.reset([task], seed=4)
+    obs, _ = ref.reset(seed=4)
+    prev_s = np.zeros(4)  # zeros at a trial's first step
+    prev_a, prev_r, prev_d = np.zeros(3), 0.0, 0.0
+    for a in [1, 2, 0, 2, 1, 0]:
+        expected = np.concatenate([np.eye(4)[obs[0]], prev_a, [prev_r, prev_d], prev_s]).astype(np.float32)
+        np.testing.assert_array_equal(x[0], expected)
+        acted_in = np.eye(4)[obs[0]]
+        x = env.step(np.array([a])).inputs
+        obs, rew, term, trunc, _ = ref.step(np.array([a]))
+        prev_s, prev_a, prev_r, prev_d = acted_in, np.eye(3)[a], float(rew[0]), float(term[0] | trunc[0])
+    # across the episode boundary (after the third step) the row held the next episode's first
+    # state as obs and the previous episode's last state as prev obs: checked in the loop above
+    with pytest.raises(ValueError, match=r"these RL² inputs \(prev_obs=True\) need previous observations"):
+        env.inputs.build(np.array([0]), np.zeros((1, 3)), np.zeros(1), np.zeros(1))
+    with pytest.raises(ValueError, match=r"\(prev_obs=False\) take no previous observations"):
+        TrialInputs(env.inputs.observation_space, env.inputs.action_space).build(
+            np.array([0]), np.zeros((1, 3)), np.zeros(1), np.zeros(1), np.zeros((1, 4))
+        )
+    with pytest.raises(ValueError, match=r"must be encoded as \(1, 4\), got shape \(1, 3\)"):
+        env.inputs.build(np.array([0]), np.zeros((1, 3)), np.zeros(1), np.zeros(1), np.zeros((1, 3)))
+
+
+@pytest.mark.parametrize("sampler", ["local", "local-per-task"])
+def test_prev_obs_log_probs_recorded_while_acting_match_the_update_pass(sampler: str) -> None:
+    agent = RL2(_mdp_config(prev_obs=True, sampler=sampler))
+    assert agent.model.input_dim == 13
+    tasks = agent.sampler(8, np.random.default_rng(0))
+    if sampler == "local":
+        assert agent.env is not None
+        batch = collect_trials(
+            agent.model, agent.env, tasks, seed=1, generator=torch.Generator().manual_seed(1)
+        )
+    else:
+        batch = agent._trial_sampler().collect(agent.model, tasks, seed=1)
+    # the last four entries of each row are the previous row's state
+    x = batch.inputs
+    torch.testing.assert_close(x[:, 1:, 9:], x[:, :-1, :4], rtol=0, atol=0)
+    assert not x[:, 0, 9:].any()
+    with torch.no_grad():
+        params, values, _, _ = agent.model.forward_with_aux(x)
+    log_probs = agent.model.distribution(params).log_prob(batch.actions)
+    torch.testing.assert_close(log_probs[batch.mask], batch.log_probs[batch.mask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(values[batch.mask], batch.values[batch.mask], rtol=0, atol=1e-5)
+    assert math.isfinite(agent.train_step()["trial_return"])
+
+
+def test_prev_obs_meta_test_policy_feeds_the_inputs_training_feeds() -> None:
+    agent = RL2(_mdp_config(prev_obs=True))
+    learner = agent.learner()
+    family = agent.family
+    vec = make_vec(family, family.test[:4])
+    adaptation = learner.begin_adaptation(vec, seed=0)
+    policy = adaptation.policy()
+    assert isinstance(policy, RL2Policy) and policy.prev_obs is not None
+    rounds = [collect(vec, adaptation.policy(), 1, seed=r) for r in range(2)]
+    # rebuild the trial's inputs as TrialVecEnv builds them and run the GRU over them from zero
+    xs, eye_s, eye_a = [], np.eye(4), np.eye(3)
+    prev_s, prev_a, prev_r, prev_d = np.zeros((4, 4)), np.zeros((4, 3)), np.zeros(4), np.zeros(4)
+    for b in rounds:
+        for t in range(b.observations.shape[1]):
+            s = b.observations[:, t]
+            xs.append(agent.inputs.build(s, prev_a, prev_r, prev_d, prev_s))
+            prev_s, prev_a, prev_r = eye_s[s], eye_a[b.actions[:, t]], b.rewards[:, t]
+            prev_d = (b.terminations[:, t] | b.truncations[:, t]).astype(float)
+    with torch.no_grad():
+        _, _, h = agent.model(torch.from_numpy(np.stack(xs, 1)))
+    torch.testing.assert_close(policy.hidden, h, rtol=0, atol=1e-6)
+    # the whole meta-test runs
+    assert evaluate(learner, family, split="test", n_tasks=2, rounds=2, episodes_per_round=1, seed=0)
+
+
+def test_prev_obs_is_checked_and_fixes_the_network_for_warm_starts(tmp_path) -> None:
+    with pytest.raises(ValueError, match="prev_obs must be true or false, got 1"):
+        _mdp_config(prev_obs=1)
+    train(_mdp_config(), tmp_path / "src", progress=False, max_updates=1)
+    with pytest.raises(ValueError, match="prev_obs: False there, True here"):
+        train(_mdp_config(prev_obs=True), tmp_path / "warm", progress=False, max_updates=0,
+              init_from=tmp_path / "src")  # fmt: skip
+    from metarl.agents.rl2_sampling import TrialSampler
+    from metarl.samplers import LocalSampler
+
+    cfg = _mdp_config(prev_obs=True, sampler="local-per-task")
+    family = cfg.make_family()
+    with pytest.raises(ValueError, match="the trial sampler was made with prev_obs=False, the config has"):
+        RL2(cfg, family, trial_sampler=TrialSampler(LocalSampler(family, 1), 2))
+    # a checkpoint of a prev_obs run loads with its inputs
+    run = train(cfg, tmp_path / "po", progress=False, max_updates=1)
+    loaded = load_run(tmp_path / "po")
+    assert loaded.config.prev_obs and loaded.model.input_dim == run.model.input_dim == 13

@@ -106,7 +106,7 @@ def diagnose(run: Path, n_tasks: int, seed: int) -> list[dict[str, Any]]:
         raise SystemExit(f"{run} is a run on {family.id}; this diagnosis is for BernoulliBandit runs")
     tasks = list(family.test)[:n_tasks]
     means = np.stack([t.array("arm_means") for t in tasks])
-    env = TrialVecEnv(family, len(tasks), agent.episodes_per_trial)
+    env = TrialVecEnv(family, len(tasks), agent.episodes_per_trial, prev_obs=agent.config.prev_obs)
     batch = collect_trials(agent.model, env, tasks, seed=seed, generator=torch.Generator().manual_seed(seed))
     env.close()
     setting = {"n": family.n_pulls, "k": family.n_arms}

@@ -70,7 +70,7 @@ def diagnose(run: Path, n_tasks: int, seed: int) -> dict[str, Any]:
     if "reward_means" not in family.test[0].names:
         raise SystemExit(f"{run} is a run on {family.id}; this diagnosis is for TabularMDP runs")
     tasks = list(family.test)[:n_tasks]
-    env = TrialVecEnv(family, len(tasks), agent.episodes_per_trial)
+    env = TrialVecEnv(family, len(tasks), agent.episodes_per_trial, prev_obs=agent.config.prev_obs)
     batch = collect_trials(agent.model, env, tasks, seed=seed, generator=torch.Generator().manual_seed(seed))
     env.close()
     mu = np.stack([t.array("reward_means") for t in tasks])  # (B, S, A)
