@@ -158,7 +158,7 @@ def warm_start_lineage(state: Mapping[str, Any]) -> list[dict[str, Any]]:
 # config fields that fix the network's shape and meaning: a warm start needs them equal. The family's
 # keyword arguments and the trial length may differ (a curriculum, e.g. n = 100 pulls started from a
 # run with n = 10), as long as the input sizes agree.
-_ARCHITECTURE_FIELDS = ("family", "hidden_size", "separate_value", "value_norm", "value_task", "prev_obs")
+_ARCHITECTURE_FIELDS = ("family", "hidden_size", "separate_value", "value_norm", "value_task")
 
 
 def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
@@ -187,6 +187,21 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
         raise ValueError(
             f"cannot warm-start from {path}: its policy reads a clock (policy_time), this run's does not"
         )
+    if theirs.get("prev_obs") and not ours.get("prev_obs"):
+        raise ValueError(
+            f"cannot warm-start from {path}: its policy reads the previous observation (prev_obs), "
+            "this run's does not"
+        )
+    if ours.get("prev_obs") and not theirs.get("prev_obs"):
+        # the previous observation is new input entries after the source's (and before a clock):
+        # zero weights leave the source's policy and values as they were
+        obs_dim = agent.inputs.obs_dim
+        start = agent.inputs.input_dim - obs_dim
+        for key in ("gru.weight_ih_l0", "v_gru.weight_ih_l0"):
+            if key in weights:
+                w = weights[key]
+                zeros = w.new_zeros(w.shape[0], obs_dim)
+                weights[key] = torch.cat([w[:, :start], zeros, w[:, start:]], dim=1)
     if ours.get("policy_time") and not theirs.get("policy_time"):
         # the clock is a new last input: zero weights leave the source's policy and values as they were
         for key in ("gru.weight_ih_l0", "v_gru.weight_ih_l0"):

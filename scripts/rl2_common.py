@@ -43,6 +43,12 @@ def add_train_args(parser: argparse.ArgumentParser, default_config: str) -> None
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     parser.add_argument("--minutes", type=float, default=None, help="stop after this much training")
+    parser.add_argument(
+        "--max-updates",
+        type=int,
+        default=None,
+        help="stop after this many updates in this call (e.g. where a time limit stopped a run being repeated)",
+    )
     parser.add_argument("--total-steps", type=int, default=None, help="override total_env_steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument(
@@ -64,6 +70,8 @@ def check_output_stem(name: str) -> str:
 
 def run_training(args: argparse.Namespace, overrides: Mapping[str, Any], run_name: str) -> Path:
     """Train one run from ``args.config`` with ``overrides``; return its directory."""
+    if args.max_updates is not None and args.max_updates < 1:
+        raise SystemExit(f"--max-updates must be a positive number of updates, got {args.max_updates}")
     torch.set_num_threads(args.threads)
     data = {**load_config(args.config), **dict(overrides), "seed": args.seed}
     if args.total_steps is not None:
@@ -79,6 +87,7 @@ def run_training(args: argparse.Namespace, overrides: Mapping[str, Any], run_nam
         resume=args.resume,
         progress=not args.no_progress,
         max_seconds=None if args.minutes is None else args.minutes * 60.0,
+        max_updates=args.max_updates,
         init_from=args.init_from,
     )
     print(

@@ -1185,13 +1185,30 @@ def test_prev_obs_meta_test_policy_feeds_the_inputs_training_feeds() -> None:
     assert evaluate(learner, family, split="test", n_tasks=2, rounds=2, episodes_per_round=1, seed=0)
 
 
-def test_prev_obs_is_checked_and_fixes_the_network_for_warm_starts(tmp_path) -> None:
+@pytest.mark.parametrize("policy_time", [False, True])
+def test_prev_obs_warm_starts_from_a_run_without_it_with_the_same_policy(tmp_path, policy_time: bool) -> None:
+    source = train(_mdp_config(separate_value=True, policy_time=policy_time), tmp_path / "src", progress=False,
+                   max_updates=1)  # fmt: skip
+    warm = train(_mdp_config(separate_value=True, policy_time=policy_time, prev_obs=True), tmp_path / "warm",
+                 progress=False, max_updates=0, init_from=tmp_path / "src")  # fmt: skip
+    src, ours = source.model.state_dict(), warm.model.state_dict()
+    for key in ("gru.weight_ih_l0", "v_gru.weight_ih_l0"):  # four new zero columns after the first 9
+        torch.testing.assert_close(ours[key][:, :9], src[key][:, :9], rtol=0, atol=0)
+        torch.testing.assert_close(ours[key][:, 13:], src[key][:, 9:], rtol=0, atol=0)  # the clock
+        assert not ours[key][:, 9:13].any()
+    x = torch.randn(3, 5, 9, generator=torch.Generator().manual_seed(1))
+    x_prev = torch.cat([x, torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(2))], -1)
+    with torch.no_grad():
+        for a, b in zip(warm.model(x_prev, t0=2), source.model(x, t0=2), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"reads the previous observation \(prev_obs\), this run's does not"):
+        train(_mdp_config(separate_value=True, policy_time=policy_time), tmp_path / "back", progress=False,
+              max_updates=0, init_from=tmp_path / "warm")  # fmt: skip
+
+
+def test_prev_obs_is_checked_and_needs_a_matching_trial_sampler(tmp_path) -> None:
     with pytest.raises(ValueError, match="prev_obs must be true or false, got 1"):
         _mdp_config(prev_obs=1)
-    train(_mdp_config(), tmp_path / "src", progress=False, max_updates=1)
-    with pytest.raises(ValueError, match="prev_obs: False there, True here"):
-        train(_mdp_config(prev_obs=True), tmp_path / "warm", progress=False, max_updates=0,
-              init_from=tmp_path / "src")  # fmt: skip
     from metarl.agents.rl2_sampling import TrialSampler
     from metarl.samplers import LocalSampler
 
@@ -1203,3 +1220,26 @@ def test_prev_obs_is_checked_and_fixes_the_network_for_warm_starts(tmp_path) -> 
     run = train(cfg, tmp_path / "po", progress=False, max_updates=1)
     loaded = load_run(tmp_path / "po")
     assert loaded.config.prev_obs and loaded.model.input_dim == run.model.input_dim == 13
+
+
+def test_training_script_stops_after_max_updates(tmp_path) -> None:
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "rl2_common", Path(__file__).resolve().parents[1] / "scripts" / "rl2_common.py"
+    )
+    assert spec is not None and spec.loader is not None
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    (tmp_path / "cfg.json").write_text(small_config().to_json())
+    parser = argparse.ArgumentParser()
+    common.add_train_args(parser, "unused.json")
+    args = parser.parse_args(["--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "run"),
+                              "--max-updates", "2", "--no-progress"])  # fmt: skip
+    out = common.run_training(args, {}, "probe")
+    assert load_run(out).updates == 2 and small_config().total_env_steps > 2 * 8 * 5
+    args.max_updates = 0
+    with pytest.raises(SystemExit, match="--max-updates must be a positive number of updates, got 0"):
+        common.run_training(args, {}, "probe")
