@@ -20,6 +20,7 @@ from metarl.agents.rl2 import (
     RL2Config,
     RL2Learner,
     RL2Policy,
+    TrialBatch,
     aux_reward_loss,
     collect_trials,
     ppo_loss,
@@ -759,14 +760,23 @@ def test_log_probs_recorded_while_acting_match_the_update_pass_with_policy_time(
     # the clock the policy acted on step by step is the one of the update's whole-trial pass
     agent = RL2(small_config(policy_time=True, separate_value=True, sampler=sampler))
     _clock_weights(agent.model)
+    _check_recorded_against_update_pass(agent, _collect_eight_trials(agent, sampler))
+
+
+def _collect_eight_trials(agent: RL2, sampler: str) -> TrialBatch:
+    """Eight trials of ``agent``'s sampler (the in-process trial env or the per-task one)."""
     tasks = agent.sampler(8, np.random.default_rng(0))
     if sampler == "local":
         assert agent.env is not None  # sampler="local": the in-process trial env
-        batch = collect_trials(
+        return collect_trials(
             agent.model, agent.env, tasks, seed=1, generator=torch.Generator().manual_seed(1)
         )
-    else:
-        batch = agent._trial_sampler().collect(agent.model, tasks, seed=1)
+    return agent._trial_sampler().collect(agent.model, tasks, seed=1)
+
+
+def _check_recorded_against_update_pass(agent: RL2, batch: TrialBatch) -> None:
+    """The log-probs and values recorded while acting step by step are those of the update's
+    whole-trial pass, and a training step runs."""
     with torch.no_grad():
         params, values, _, _ = agent.model.forward_with_aux(batch.inputs)
     log_probs = agent.model.distribution(params).log_prob(batch.actions)
@@ -1140,24 +1150,12 @@ def test_prev_obs_inputs_end_with_the_state_the_previous_action_was_taken_in() -
 def test_prev_obs_log_probs_recorded_while_acting_match_the_update_pass(sampler: str) -> None:
     agent = RL2(_mdp_config(prev_obs=True, sampler=sampler))
     assert agent.model.input_dim == 13
-    tasks = agent.sampler(8, np.random.default_rng(0))
-    if sampler == "local":
-        assert agent.env is not None
-        batch = collect_trials(
-            agent.model, agent.env, tasks, seed=1, generator=torch.Generator().manual_seed(1)
-        )
-    else:
-        batch = agent._trial_sampler().collect(agent.model, tasks, seed=1)
+    batch = _collect_eight_trials(agent, sampler)
     # the last four entries of each row are the previous row's state
     x = batch.inputs
     torch.testing.assert_close(x[:, 1:, 9:], x[:, :-1, :4], rtol=0, atol=0)
     assert not x[:, 0, 9:].any()
-    with torch.no_grad():
-        params, values, _, _ = agent.model.forward_with_aux(x)
-    log_probs = agent.model.distribution(params).log_prob(batch.actions)
-    torch.testing.assert_close(log_probs[batch.mask], batch.log_probs[batch.mask], rtol=0, atol=1e-5)
-    torch.testing.assert_close(values[batch.mask], batch.values[batch.mask], rtol=0, atol=1e-5)
-    assert math.isfinite(agent.train_step()["trial_return"])
+    _check_recorded_against_update_pass(agent, batch)
 
 
 def test_prev_obs_meta_test_policy_feeds_the_inputs_training_feeds() -> None:
