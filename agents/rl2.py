@@ -975,7 +975,7 @@ class RL2Policy:
             torch.from_numpy(x)[:, None], self.hidden, torch.from_numpy(self.steps), self.horizon
         )
         action = self.model.sample(params[:, 0], self.generator, self.deterministic).numpy()
-        acted_in = self.inputs.encode_obs(observations) if self.prev_obs is not None else None
+        acted_in = x[:, : self.inputs.obs_dim] if self.prev_obs is not None else None  # the encoded obs
         self._pending = (h, action, acted_in)
         return self.inputs.to_env(action)
 

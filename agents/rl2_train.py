@@ -161,6 +161,15 @@ def warm_start_lineage(state: Mapping[str, Any]) -> list[dict[str, Any]]:
 _ARCHITECTURE_FIELDS = ("family", "hidden_size", "separate_value", "value_norm", "value_task")
 
 
+def _insert_zero_input_columns(weights: dict[str, torch.Tensor], at: int | None, count: int) -> None:
+    """Give the GRUs' input weights ``count`` zero columns before column ``at`` (``None``: at the end)."""
+    for key in ("gru.weight_ih_l0", "v_gru.weight_ih_l0"):
+        if key in weights:
+            w = weights[key]
+            cut = w.shape[1] if at is None else at
+            weights[key] = torch.cat([w[:, :cut], w.new_zeros(w.shape[0], count), w[:, cut:]], dim=1)
+
+
 def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
     """Load the network weights (and value-normalisation statistics) of ``source``, a run directory
     (its newest valid checkpoint) or one checkpoint file, into a fresh ``agent``.
@@ -192,22 +201,13 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
             f"cannot warm-start from {path}: its policy reads the previous observation (prev_obs), "
             "this run's does not"
         )
+    # new inputs get zero weights, which leave the source's policy and values as they were: the
+    # previous observation after the source's entries (and before a clock), the clock last
     if ours.get("prev_obs") and not theirs.get("prev_obs"):
-        # the previous observation is new input entries after the source's (and before a clock):
-        # zero weights leave the source's policy and values as they were
         obs_dim = agent.inputs.obs_dim
-        start = agent.inputs.input_dim - obs_dim
-        for key in ("gru.weight_ih_l0", "v_gru.weight_ih_l0"):
-            if key in weights:
-                w = weights[key]
-                zeros = w.new_zeros(w.shape[0], obs_dim)
-                weights[key] = torch.cat([w[:, :start], zeros, w[:, start:]], dim=1)
+        _insert_zero_input_columns(weights, agent.inputs.input_dim - obs_dim, obs_dim)
     if ours.get("policy_time") and not theirs.get("policy_time"):
-        # the clock is a new last input: zero weights leave the source's policy and values as they were
-        for key in ("gru.weight_ih_l0", "v_gru.weight_ih_l0"):
-            if key in weights:
-                w = weights[key]
-                weights[key] = torch.cat([w, w.new_zeros(w.shape[0], 1)], dim=1)
+        _insert_zero_input_columns(weights, None, 1)
     try:
         agent.model.load_state_dict(weights)
     except RuntimeError as err:  # e.g. another number of arms: the inputs have another size

@@ -248,8 +248,9 @@ class TrialVecEnv:
         self.inputs = TrialInputs(
             self.vec.single_observation_space, self.vec.single_action_space, prev_obs=prev_obs
         )
-        #: The encoded observations of the last inputs (what the next actions are taken in).
-        self._last_obs = np.zeros((self.num_trials, self.inputs.obs_dim), dtype=np.float32)
+        #: With ``prev_obs``: the encoded observations of the last inputs (what the next actions are
+        #: taken in), the first ``obs_dim`` entries of those rows.
+        self._last_obs: np.ndarray | None = None
         #: Upper bound on a trial's length in steps.
         self.max_trial_steps = self.episodes_per_trial * family.max_episode_steps
         self._episodes = np.zeros(self.num_trials, dtype=np.int64)
@@ -267,13 +268,12 @@ class TrialVecEnv:
         self._episodes[:] = 0
         self._started = True
         n = self.num_trials
-        first_prev = None
-        if self.inputs.prev_obs:
-            first_prev = np.zeros((n, self.inputs.obs_dim), dtype=np.float32)
-            self._last_obs = self.inputs.encode_obs(obs)
-        return self.inputs.build(
+        first_prev = np.zeros((n, self.inputs.obs_dim), dtype=np.float32) if self.inputs.prev_obs else None
+        inputs = self.inputs.build(
             obs, np.zeros((n, self.inputs.act_dim)), np.zeros(n), np.zeros(n), first_prev
         )
+        self._last_obs = inputs[:, : self.inputs.obs_dim].copy() if self.inputs.prev_obs else None
+        return inputs
 
     def step(self, policy_actions: np.ndarray) -> TrialStep:
         """Step every sub-env with the policy's actions (see :meth:`TrialInputs.to_env`)."""
@@ -285,10 +285,11 @@ class TrialVecEnv:
         rewards = np.asarray(rewards, dtype=np.float64)
         expected = step_info(infos, "expected_reward", done, np.nan)
         self._episodes += done & active
-        prev = self._last_obs if self.inputs.prev_obs else None
-        inputs = self.inputs.build(obs, self.inputs.encode_action(policy_actions), rewards, done, prev)
+        inputs = self.inputs.build(
+            obs, self.inputs.encode_action(policy_actions), rewards, done, self._last_obs
+        )
         if self.inputs.prev_obs:
-            self._last_obs = self.inputs.encode_obs(obs)
+            self._last_obs = inputs[:, : self.inputs.obs_dim].copy()
         return TrialStep(
             inputs=inputs,
             rewards=rewards,
