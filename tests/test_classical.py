@@ -217,19 +217,12 @@ def test_bandit_table_scores_prefixes_and_renders_markdown() -> None:
     assert type(table).from_dict(table.to_dict()).to_markdown() == text
 
 
-def test_paired_gap_averages_repeated_trials_per_test_task() -> None:
+def test_paired_gap_averages_repeated_trials_per_test_task(script_module) -> None:
     """scripts/rl2_common.py's paired gap: with ``repeats`` each test task is played that many times
     by both learners with the same seeds, and the gap is the mean of the per-task differences."""
-    import importlib.util
-    from pathlib import Path
-
     from metarl.evaluation import bootstrap_ci
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "rl2_common.py"
-    spec = importlib.util.spec_from_file_location("rl2_common", path)
-    assert spec is not None and spec.loader is not None
-    common = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(common)
+    common = script_module("rl2_common")
     specs = {"greedy": GreedyBandit(), "UCB1": UCB1(c=0.2), "random": RandomBandit()}
     table = bandit_table(specs, pulls=(6,), arms=(3,), n_trials=8, seed=1)
     family = BernoulliBanditFamily(n_arms=3, n_pulls=6, split_sizes=SMALL)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -790,21 +789,8 @@ def test_resume_refuses_a_run_sampled_with_other_clipping(tmp_path) -> None:  # 
         train(tiny_config(tmp_path), resume=True, progress=False)
 
 
-def _bench_maml_module():  # type: ignore[no-untyped-def]
-    """``scripts/bench_maml.py`` imported as a module (scripts/ is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_maml", Path(__file__).resolve().parents[1] / "scripts" / "bench_maml.py"
-    )
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
-def test_bench_maml_train_command_names_the_runs_saved_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    bench = _bench_maml_module()
+def test_bench_maml_train_command_names_the_runs_saved_config(tmp_path, script_module) -> None:  # type: ignore[no-untyped-def]
+    bench = script_module("bench_maml")
     run = tmp_path / "run"
     config = tiny_config(run, meta_iterations=1, eval_every=1, nonlinearity="relu")
     train(config, progress=False)
@@ -818,8 +804,8 @@ def test_bench_maml_train_command_names_the_runs_saved_config(tmp_path) -> None:
     assert MAMLTRPOConfig.from_dict(json.loads((run / "config.json").read_text())) == config
 
 
-def test_bench_maml_readme_pairs_each_maml_learner_with_each_baseline() -> None:
-    bench = _bench_maml_module()
+def test_bench_maml_readme_pairs_each_maml_learner_with_each_baseline(script_module) -> None:
+    bench = script_module("bench_maml")
     fam = metarl.make_family("Navigation2D-v0")
     results = [
         metarl.evaluate(learner, fam, n_tasks=4, rounds=2, episodes_per_round=1, seed=3)
@@ -841,12 +827,12 @@ def test_bench_maml_readme_pairs_each_maml_learner_with_each_baseline() -> None:
     assert len([line for line in bench._paired_lines(results[:2], []) if " minus " in line]) == 1
 
 
-def test_bench_maml_names_every_maml_run_distinctly() -> None:
+def test_bench_maml_names_every_maml_run_distinctly(script_module) -> None:
     """Results are keyed by learner name: two runs with the same training settings once shared a
     name and one of them was dropped from results.json."""
     import typer
 
-    bench = _bench_maml_module()
+    bench = script_module("bench_maml")
     plain = {"inner_steps": 1, "inner_lr": 0.1}
     assert bench.maml_learner_names([plain], ["runs/a"]) == ["maml-trpo"]
     assert bench.maml_learner_names([plain, {**plain, "meta_sgd": True}], ["runs/a", "runs/b"]) == [
@@ -863,10 +849,10 @@ def test_bench_maml_names_every_maml_run_distinctly() -> None:
         bench.maml_learner_names([plain, plain], ["runs/a", "runs/a"])
 
 
-def test_bench_maml_select_scores_the_best_logged_checkpoints_on_validation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bench_maml_select_scores_the_best_logged_checkpoints_on_validation(tmp_path, script_module) -> None:  # type: ignore[no-untyped-def]
     import typer
 
-    bench = _bench_maml_module()
+    bench = script_module("bench_maml")
     run = tmp_path / "run"
     train(tiny_config(run, meta_iterations=4, eval_every=1, keep_checkpoints=4), progress=False)
     with (run / "validation.csv").open() as fh:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,17 +33,6 @@ torch.set_num_threads(1)
 
 #: Small splits keep family set-up (the splits are drawn on first use) out of the test time.
 SPLITS = {"train": 8, "validation": 8, "test": 16}
-
-
-def _rl2_common() -> Any:
-    """``scripts/rl2_common.py``, the RL² training and evaluation scripts' shared module."""
-    spec = importlib.util.spec_from_file_location(
-        "rl2_common", Path(__file__).resolve().parents[1] / "scripts" / "rl2_common.py"
-    )
-    assert spec is not None and spec.loader is not None
-    common = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(common)
-    return common
 
 
 def small_config(**changes: object) -> RL2Config:
@@ -336,7 +323,7 @@ def test_warm_start_takes_the_weights_only_and_is_recorded(tmp_path) -> None:
     assert train(config, tmp_path / "o", progress=False, max_updates=0, init_from=tmp_path / "old").init_from
 
 
-def test_warm_start_lineage_follows_a_chain_of_warm_starts(tmp_path) -> None:
+def test_warm_start_lineage_follows_a_chain_of_warm_starts(tmp_path, script_module) -> None:
     from metarl.agents.rl2_train import warm_start_lineage
 
     config = small_config()
@@ -361,7 +348,7 @@ def test_warm_start_lineage_follows_a_chain_of_warm_starts(tmp_path) -> None:
         {**rec("b", b), "path": str(tmp_path / "gone.pt"), "earlier_unknown": True}
     ]
     # the runs table of the RL² scripts shows every stage
-    common = _rl2_common()
+    common = script_module("rl2_common")
     row = common.runs_markdown({"n=5": common.training_record(tmp_path / "c")}).splitlines()[-1]
     assert "| 120 + 80 + 40 | 3 + 2 + 1 |" in row and row.count("warm-started from") == 2
     assert row.startswith("| n=5 | n_arms=3, n_pulls=5, split_sizes=")
@@ -1225,10 +1212,10 @@ def test_prev_obs_is_checked_and_needs_a_matching_trial_sampler(tmp_path) -> Non
     assert loaded.config.prev_obs and loaded.model.input_dim == run.model.input_dim == 13
 
 
-def test_training_script_stops_after_max_updates(tmp_path) -> None:
+def test_training_script_stops_after_max_updates(tmp_path, script_module) -> None:
     import argparse
 
-    common = _rl2_common()
+    common = script_module("rl2_common")
     (tmp_path / "cfg.json").write_text(small_config().to_json())
     parser = argparse.ArgumentParser()
     common.add_train_args(parser, "unused.json")
