@@ -5,6 +5,7 @@ metarl evaluate --learner random --family Navigation2D-v0 --out results.json
 metarl train maml-trpo --family Navigation2D-v0 [--config file.json] [--resume]
 metarl benchmark --suite nav2d [--quick] [--seeds 0,1] [--out DIR]
 metarl report results.json [other.json]
+metarl compare-runs RUN_A RUN_B [--file validation.csv]
 """
 
 from __future__ import annotations
@@ -274,6 +275,31 @@ def _benchmark_report(runs: list[dict[str, Any]], paths: list[Path], out: Path |
         out.mkdir(parents=True, exist_ok=True)
         (out / "comparison.md").write_text(table)
         typer.echo(f"wrote {out / 'comparison.md'}")
+
+
+@app.command("compare-runs")
+@_clear_errors
+def compare_runs(
+    a: Annotated[Path, typer.Argument(help="A run directory or CSV log.")],
+    b: Annotated[Path, typer.Argument(help="The run directory or CSV log to compare it with.")],
+    file: Annotated[
+        str, typer.Option(help="Log read inside a run directory (MAML-TRPO also writes validation.csv).")
+    ] = "progress.csv",
+    ignore: Annotated[list[str] | None, typer.Option(help="Skip this column too (repeatable).")] = None,
+    require_same_length: Annotated[
+        bool, typer.Option(help="Count logs with different numbers of rows as different.")
+    ] = False,
+) -> None:
+    """Check whether run B repeats run A: their logs row by row, timing columns skipped; exit 1 if not."""
+    from metarl.runlog import TIMING_COLUMNS, compare_logs
+
+    result = compare_logs(a, b, file, TIMING_COLUMNS | set(ignore or ()))
+    typer.echo(result.to_text(str(a), str(b)))
+    same_length = result.rows_a == result.rows_b
+    if require_same_length and not same_length:
+        typer.echo(f"the logs differ in length: {result.rows_a} against {result.rows_b} rows")
+    if not result.identical or (require_same_length and not same_length):
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover

@@ -66,3 +66,28 @@ def test_bad_input_gets_one_line_errors(tmp_path: Path) -> None:
         assert result.exit_code != 0, args
         assert message in flat(result.output), (args, result.output)
         assert "Traceback" not in result.output, result.output
+
+
+def test_compare_runs_exit_codes(tmp_path: Path) -> None:
+    for name, value in (("a", "0.5"), ("b", "0.5"), ("c", "0.25")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "progress.csv").write_text(
+            f"iteration,post_return,wall_s\n1,{value},{len(name)}\n"
+        )
+    same = runner.invoke(app, ["compare-runs", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert same.exit_code == 0 and "identical" in same.output, same.output
+    differ = runner.invoke(app, ["compare-runs", str(tmp_path / "a"), str(tmp_path / "c")])
+    assert differ.exit_code == 1 and "column 'post_return': 0.5 against 0.25" in differ.output
+    ignored = runner.invoke(
+        app, ["compare-runs", str(tmp_path / "a"), str(tmp_path / "c"), "--ignore", "post_return"]
+    )
+    assert ignored.exit_code == 0, ignored.output
+    (tmp_path / "b" / "progress.csv").write_text("iteration,post_return\n1,0.5\n2,0.75\n")
+    longer = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert runner.invoke(app, ["compare-runs", *longer]).exit_code == 0
+    strict = runner.invoke(app, ["compare-runs", *longer, "--require-same-length"])
+    assert strict.exit_code == 1 and "differ in length: 1 against 2 rows" in strict.output
+    missing = runner.invoke(
+        app, ["compare-runs", str(tmp_path / "a"), str(tmp_path / "a"), "--file", "validation.csv"]
+    )
+    assert missing.exit_code == 2 and "holding validation.csv" in flat(missing.output)

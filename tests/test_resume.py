@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -41,12 +42,10 @@ from metarl.agents.rl2 import RL2Config
 from metarl.agents.rl2_train import CHECKPOINT_FORMAT as RL2_FORMAT
 from metarl.agents.rl2_train import load_run
 from metarl.agents.rl2_train import train as rl2_train
+from metarl.runlog import TIMING_COLUMNS, compare_logs
 
 torch.set_num_threads(1)
 
-#: Wall-clock columns of the CSV logs: the only ones allowed to differ between equal runs.
-TIMING = {"t_sample", "t_inner", "t_outer", "steps_per_s", "wall_s", "wall_seconds", "steps_per_second",
-          "load_avg_1min"}  # fmt: skip
 
 MAML_CFG: dict[str, Any] = {"meta_batch_size": 2, "episodes_per_task": 2, "hidden_sizes": [8],
                             "meta_iterations": 12, "checkpoint_every": 2, "keep_checkpoints": 2,
@@ -66,9 +65,9 @@ RL2_CFG: dict[str, Any] = {
 
 # ------------------------------------------------------------------------------------ helpers
 def read_log(path: Path) -> list[dict[str, str]]:
-    """The CSV log's rows without the wall-clock columns (values kept as the exact text written)."""
+    """The CSV log's rows without the timing columns (values kept as the exact text written)."""
     with path.open(newline="") as fh:
-        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(fh)]
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(fh)]
 
 
 def assert_same_state(a: Any, b: Any, where: str = "") -> None:
@@ -314,8 +313,11 @@ def test_save_checkpoint_keeps_last_k_and_leaves_no_temporary_files(tmp_path: Pa
 # ----------------------------------------------------------------------- 3. same seed, same results
 def test_maml_trpo_same_seed_twice_same_log_and_checkpoint(tmp_path: Path) -> None:
     for name in ("a", "b"):
-        maml_train(maml_config(tmp_path / name, meta_iterations=2), progress=False)
+        maml_train(maml_config(tmp_path / name, meta_iterations=2, eval_every=1), progress=False)
     assert read_log(tmp_path / "a" / "progress.csv") == read_log(tmp_path / "b" / "progress.csv")
+    for log in ("progress.csv", "validation.csv"):
+        same = compare_logs(tmp_path / "a", tmp_path / "b", log)
+        assert same.identical and same.shared_rows == same.rows_a == same.rows_b > 0, same.to_text()
     a, b = final_checkpoint(tmp_path / "a"), final_checkpoint(tmp_path / "b")
     for key in ("policy", "step_sizes", "rng", "env_steps"):
         assert_same_state(a[key], b[key], key)
@@ -328,9 +330,13 @@ def test_rl2_same_seed_twice_same_log_and_checkpoint(tmp_path: Path) -> None:
     a, b = final_checkpoint(tmp_path / "a"), final_checkpoint(tmp_path / "b")
     for key in ("model", "optimizer", "torch_rng", "numpy_rng", "env_steps"):
         assert_same_state(a[key], b[key], key)
+    assert compare_logs(tmp_path / "a", tmp_path / "b").identical
     shutil.rmtree(tmp_path / "b")
     rl2_train(rl2_config(total_env_steps=80, seed=8), tmp_path / "b", progress=False)
     assert read_log(tmp_path / "a" / "progress.csv") != read_log(tmp_path / "b" / "progress.csv")
+    other = compare_logs(tmp_path / "a", tmp_path / "b")
+    assert not other.identical and other.first is not None and other.first[0] == "1"
+    assert other.shared_rows == 2 and set(other.columns).isdisjoint(TIMING_COLUMNS)
 
 
 # --------------------------------------------------------------- atomic writes
@@ -357,3 +363,56 @@ def test_atomic_write_keeps_the_old_file_on_a_crash_and_gives_normal_permissions
         os.umask(mask)
     assert target.read_text() == "new"
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+# --------------------------------------------------------------- comparing two runs' logs
+def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_compare_logs_skips_timing_and_one_sided_columns_and_finds_the_first_difference(
+    tmp_path: Path,
+) -> None:
+    header = ["update", "env_steps", "trial_return", "wall_seconds", "aux_loss"]
+    a = write_csv(
+        tmp_path / "a.csv", header, [[1, 10, "1.5", 0.1, 0], [2, 20, "2.25", 0.2, 0], [3, 30, "3.0", 0.3, 0]]
+    )
+    b = write_csv(tmp_path / "b.csv", header[:4], [[1, 10, "1.5", 9.9], [2, 20, "2.25", 9.8]])
+    same = compare_logs(a, b)
+    assert same.identical and (same.rows_a, same.rows_b, same.shared_rows) == (3, 2, 2)
+    assert same.columns == ["env_steps", "trial_return"] and same.only_a == ["aux_loss"] and same.only_b == []
+    assert "identical" in same.to_text()
+    c = write_csv(
+        tmp_path / "c.csv", header[:4], [[1, 10, "1.5", 0.1], [2, 20, "2.5", 0.2], [3, 31, "3.5", 0.3]]
+    )
+    diff = compare_logs(a, c)
+    assert not diff.identical and diff.differing_rows == 2
+    assert diff.first == ("2", "trial_return", "2.25", "2.5")
+    assert diff.max_abs_diff == {"trial_return": 0.5, "env_steps": 1.0}
+    assert "first at update 2, column 'trial_return': 2.25 against 2.5" in diff.to_text("a", "c")
+    # a value printed differently is a difference, even if it parses to the same number
+    d = write_csv(tmp_path / "d.csv", header[:3], [[1, 10, "1.50"]])
+    assert compare_logs(a, d).first == ("1", "trial_return", "1.5", "1.50")
+    # rows matched on the key, not on position; no shared key is not "identical"
+    e = write_csv(tmp_path / "e.csv", header[:3], [[3, 30, "3.0"], [1, 10, "1.5"]])
+    assert compare_logs(a, e).identical
+    f = write_csv(tmp_path / "f.csv", header[:3], [[7, 70, "7.0"]])
+    assert not compare_logs(a, f).identical and "nothing compared" in compare_logs(a, f).to_text()
+
+
+def test_compare_logs_rejects_missing_empty_and_mismatched_logs(tmp_path: Path) -> None:
+    a = write_csv(tmp_path / "a.csv", ["update", "x"], [[1, 0]])
+    with pytest.raises(FileNotFoundError, match=re.escape("holding progress.csv")):
+        compare_logs(tmp_path, a)
+    with pytest.raises(FileNotFoundError, match=re.escape("'nope.csv' does not exist; expected a CSV log")):
+        compare_logs(a, "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match=re.escape("empty.csv' is empty")):
+        compare_logs(a, tmp_path / "empty.csv")
+    maml = write_csv(tmp_path / "maml.csv", ["iteration", "x"], [[1, 0]])
+    with pytest.raises(ValueError, match=re.escape("keyed on different columns ('update' and 'iteration')")):
+        compare_logs(a, maml)
