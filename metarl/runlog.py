@@ -48,7 +48,8 @@ class LogComparison:
     Rows are matched on ``key``, the logs' first column (``update`` for RL², ``iteration`` for
     MAML-TRPO), and compared on ``columns``, every column both logs have outside the ignored ones.
     ``first`` is the first difference in ``a``'s row order, as ``(key value, column, value in a,
-    value in b)``; values are compared as the text written, so equal means equal to the last digit.
+    value in b)``, a value ``None`` where a half-written last line lacks it; values are compared as
+    the text written, so equal means equal to the last digit.
     """
 
     key: str
@@ -59,7 +60,7 @@ class LogComparison:
     only_a: list[str] = field(default_factory=list)
     only_b: list[str] = field(default_factory=list)
     differing_rows: int = 0
-    first: tuple[str, str, str, str] | None = None
+    first: tuple[str, str, str | None, str | None] | None = None
     #: Largest absolute difference per differing column (``inf`` where a value is not a number).
     max_abs_diff: dict[str, float] = field(default_factory=dict)
 
@@ -108,10 +109,10 @@ def read_log(path: str | Path, file_name: str = "progress.csv") -> tuple[list[st
     return header, rows
 
 
-def _abs_diff(a: str, b: str) -> float:
+def _abs_diff(a: str | None, b: str | None) -> float:
     try:
-        return abs(float(a) - float(b))
-    except ValueError:
+        return abs(float(a) - float(b))  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # not a number, or missing from a half-written last line
         return math.inf
 
 

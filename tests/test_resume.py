@@ -400,6 +400,10 @@ def test_compare_logs_skips_timing_and_one_sided_columns_and_finds_the_first_dif
     # rows matched on the key, not on position; no shared key is not "identical"
     e = write_csv(tmp_path / "e.csv", header[:3], [[3, 30, "3.0"], [1, 10, "1.5"]])
     assert compare_logs(a, e).identical
+    # a half-written last line (a run killed mid-write) is a difference, not a crash
+    cut = tmp_path / "cut.csv"
+    cut.write_text("update,env_steps,trial_return\n1,10,1.5\n2,20\n")
+    assert compare_logs(a, cut).first == ("2", "trial_return", "2.25", None)
     f = write_csv(tmp_path / "f.csv", header[:3], [[7, 70, "7.0"]])
     assert not compare_logs(a, f).identical and "nothing compared" in compare_logs(a, f).to_text()
 
