@@ -420,3 +420,10 @@ def test_compare_logs_rejects_missing_empty_and_mismatched_logs(tmp_path: Path) 
     maml = write_csv(tmp_path / "maml.csv", ["iteration", "x"], [[1, 0]])
     with pytest.raises(ValueError, match=re.escape("keyed on different columns ('update' and 'iteration')")):
         compare_logs(a, maml)
+
+
+def test_timing_columns_are_columns_the_trainers_write() -> None:
+    from metarl.agents import maml_train, rl2_train
+
+    written = set(maml_train._CSV_FIELDS) | set(rl2_train._CSV_FIELDS)
+    assert written >= TIMING_COLUMNS, sorted(TIMING_COLUMNS - written)
