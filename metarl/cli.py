@@ -295,10 +295,10 @@ def compare_runs(
 
     result = compare_logs(a, b, file, TIMING_COLUMNS | set(ignore or ()))
     typer.echo(result.to_text(str(a), str(b)))
-    same_length = result.rows_a == result.rows_b
-    if require_same_length and not same_length:
+    length_differs = require_same_length and result.rows_a != result.rows_b
+    if length_differs:
         typer.echo(f"the logs differ in length: {result.rows_a} against {result.rows_b} rows")
-    if not result.identical or (require_same_length and not same_length):
+    if length_differs or not result.identical:
         raise typer.Exit(1)
 
 
