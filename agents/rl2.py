@@ -802,10 +802,9 @@ class RL2:
         self.init_from: dict[str, Any] | None = None
 
     @property
-    def total_updates(self) -> int:
-        """Updates needed for ``total_env_steps`` (estimated with full-length trials)."""
-        per = self.config.trials_per_update * self.max_trial_steps
-        return max(1, -(-self.config.total_env_steps // per))
+    def steps_per_update_bound(self) -> int:
+        """Most env steps one update can take: every trial of the batch at its full length."""
+        return self.config.trials_per_update * self.max_trial_steps
 
     def _scheduled(self, start: float, final: float | None) -> float:
         """``start`` moved linearly towards ``final`` by the fraction of ``total_env_steps`` done

@@ -302,9 +302,14 @@ def train(
     )
     # on resume, TensorBoard drops the events logged after the checkpoint's step (they are redone)
     tb = SummaryWriter(str(run_dir / "tb"), purge_step=agent.env_steps + 1 if found is not None else None)
-    total = agent.total_updates
     bar = tqdm(
-        total=total, initial=agent.updates, disable=not progress, desc=f"RL² {config.family}", unit="upd"
+        total=expected_final_update(
+            agent.updates, agent.env_steps, config.total_env_steps, agent.steps_per_update_bound, max_updates
+        ),
+        initial=agent.updates,
+        disable=not progress,
+        desc=f"RL² {config.family}",
+        unit="upd",
     )
     done_here = 0
     start = time.perf_counter()
@@ -332,6 +337,15 @@ def train(
                 if key in stats:  # the statistics of the update (not the machine's load)
                     tb.add_scalar(f"rl2/{key}", stats[key], agent.env_steps)
             tb.add_scalar("rl2/steps_per_second", row["steps_per_second"], agent.env_steps)
+            # trials can end before their step bound (a one-pull bandit episode under a 2-step limit):
+            # the bar's end follows the steps the updates actually take
+            bar.total = expected_final_update(
+                agent.updates,
+                agent.env_steps,
+                config.total_env_steps,
+                agent.env_steps - steps0,
+                None if max_updates is None else max_updates - done_here,
+            )
             bar.update(1)
             bar.set_postfix(trial_return=f"{stats['trial_return']:.3f}", sps=f"{row['steps_per_second']:.0f}")
             if agent.updates % config.checkpoint_every == 0:
@@ -343,6 +357,19 @@ def train(
         csv_file.close()
         agent.close_sampler()
     return agent
+
+
+def expected_final_update(
+    updates: int, env_steps: int, total_env_steps: int, steps_per_update: int, updates_left: int | None
+) -> int:
+    """The update count a run will stop at: ``updates`` done so far plus those needed to reach
+    ``total_env_steps`` from ``env_steps`` at ``steps_per_update`` each, at most ``updates_left``
+    more (a ``--max-updates`` budget; ``None`` for no cap). What the progress bar counts to."""
+    left = max(0, total_env_steps - env_steps)
+    more = -(-left // max(1, steps_per_update))
+    if updates_left is not None:
+        more = min(more, max(0, updates_left))
+    return updates + more
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1226,3 +1226,32 @@ def test_training_script_stops_after_max_updates(tmp_path, script_module) -> Non
     args.max_updates = 0
     with pytest.raises(SystemExit, match="--max-updates must be a positive number of updates, got 0"):
         common.run_training(args, {}, "probe")
+
+
+def test_expected_final_update_follows_the_measured_steps_and_the_update_cap() -> None:
+    from metarl.agents.rl2_train import expected_final_update
+
+    # session 16's k = 5 bandit link: 21 M steps of 128 one-pull trials of 100 pulls
+    assert expected_final_update(0, 0, 21_000_000, 12_800, None) == 1641
+    assert expected_final_update(100, 1_280_000, 21_000_000, 12_800, None) == 1641  # resumed
+    assert expected_final_update(0, 0, 21_000_000, 12_800, 884) == 884  # --max-updates
+    assert expected_final_update(7, 21_000_000, 21_000_000, 12_800, None) == 7  # nothing left
+    assert expected_final_update(3, 0, 100, 0, 5) == 3 + 5  # a zero-step measure cannot divide by zero
+
+
+@pytest.mark.parametrize("max_updates", [None, 2])
+def test_progress_bar_counts_to_the_update_the_run_stops_at(tmp_path, monkeypatch, max_updates) -> None:
+    import tqdm
+
+    totals: list[float | None] = []
+
+    class Bar(tqdm.tqdm):  # type: ignore[type-arg]
+        def update(self, n: float | None = 1) -> bool | None:
+            totals.append(self.total)
+            return super().update(n)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)  # the trainer imports it when it starts
+    # a bandit pull is a one-step episode under a 2-step limit: 8 trials of 5 pulls take 40 steps, not 80
+    agent = train(small_config(total_env_steps=200), tmp_path / "run", progress=True, max_updates=max_updates)
+    assert agent.updates == (5 if max_updates is None else 2)
+    assert totals == [agent.updates] * agent.updates
