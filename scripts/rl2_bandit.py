@@ -10,6 +10,8 @@
 so that scoring a subset of the settings does not replace the table of all of them). The table has one
 trial per test task; ``--gap-repeats R`` plays each test task R times for the paired gap between RL²
 and the best classical agent, so its CI is not dominated by the trials' own randomness.
+``--split validation`` scores on the validation tasks instead, to choose among models before one is
+scored on the test tasks.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def evaluate_runs(
     with_classical: bool,
     out_name: str = "bandit",
     gap_repeats: int = 1,
+    split: str = "test",
 ) -> None:
     learners: dict[tuple[int, int], RL2Learner] = {s: RL2Learner.load(d) for s, d in runs.items()}
     greedy = argmax_learners(learners)
@@ -66,6 +69,7 @@ def evaluate_runs(
     result: dict[str, Any] = {
         "provenance": run_metadata(seed=seed),
         "trials": trials,
+        "split": split,
         "seed": seed,
         "runs": records,
         "tables": [],
@@ -76,10 +80,12 @@ def evaluate_runs(
         specs: dict[str, LearnerSpec] = dict(classical_learners()) if with_classical else {}
         specs["RL2"] = lambda s: learners[(s["n"], s["k"])]
         specs["RL2 argmax"] = lambda s: greedy[(s["n"], s["k"])]
-        table = bandit_table(specs, pulls=pulls, arms=(k,), n_trials=trials, seed=seed, log=print)
+        table = bandit_table(
+            specs, pulls=pulls, arms=(k,), n_trials=trials, split=split, seed=seed, log=print
+        )
         gaps = []
         if with_classical:
-            sizes = {"train": 0, "validation": 0, "test": trials}
+            sizes = {"train": 0, "validation": 0, "test": 0, split: trials}
             for n in pulls:
                 family = BernoulliBanditFamily(n_arms=k, n_pulls=n, split_sizes=sizes)
                 totals: dict[tuple[Any, ...], Any] = {}  # the best classical agent runs once for both
@@ -122,6 +128,12 @@ def main() -> None:
     ev.add_argument("--no-classical", action="store_true")
     add_gap_repeats_arg(ev)
     ev.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="the held-out tasks to score on: test (the tables), or validation (to choose among models)",
+    )
+    ev.add_argument(
         "--name", default="bandit", help="output file stem under benchmarks/rl2/ (default: bandit)"
     )
     args = parser.parse_args()
@@ -142,7 +154,9 @@ def main() -> None:
             raise SystemExit(f"--run must look like N,K=RUN_DIR, got {item!r}")
         runs[(n, k)] = Path(path)
     check_gap_repeats(args.gap_repeats)
-    evaluate_runs(runs, args.trials, args.seed, not args.no_classical, args.name, args.gap_repeats)
+    evaluate_runs(
+        runs, args.trials, args.seed, not args.no_classical, args.name, args.gap_repeats, args.split
+    )
 
 
 if __name__ == "__main__":

@@ -211,7 +211,8 @@ def paired_gap(
     """RL² minus the best other learner of ``table`` in ``setting`` (or minus the learner named
     ``against``, e.g. the one a target names), paired task by task.
 
-    Both run ``repeats`` trials on each test task of ``family`` with the same seeds (common random
+    Both run ``repeats`` trials on each task of ``family``'s split that ``table`` was scored on (its
+    ``split``: the test tasks, or the validation tasks to choose among models) with the same seeds (common random
     numbers: in repeat ``r`` sub-env ``i`` is reset with ``seed + r * n_tasks + i`` in both runs),
     and the bootstrap CI is over the tasks' mean differences. Pairing gives a much tighter CI than
     the two means' separate CIs; repeats shrink the part of it that comes from the trials' own
@@ -236,11 +237,11 @@ def paired_gap(
     else:
         other = best
     n = int(setting["n"])
-    tasks = family.split("test")
+    tasks = family.split(table.split)
     cache = {} if cache is None else cache
     totals = {}
     for name in (rl2_name, other.learner):
-        key = (name, family.id, tuple(sorted(setting.items())), seed, repeats)
+        key = (name, family.id, table.split, tuple(sorted(setting.items())), seed, repeats)
         if key not in cache:
             spec = specs[name]
             learner = (

@@ -255,3 +255,25 @@ def test_paired_gap_averages_repeated_trials_per_test_task(script_module) -> Non
         common.paired_gap(table, specs, {"n": 6, "k": 3}, family, rl2_name="greedy", against="PSRL")
     md = common.gaps_markdown([gap, named]).splitlines()
     assert len(md) == 4 and "| n = 6, k = 3 | greedy | random: " in md[3] and "(best other)" in md[2]
+
+
+def test_paired_gap_plays_the_split_its_table_was_scored_on(script_module) -> None:
+    """A table scored on the validation tasks (to choose among models) gets its paired gap on those
+    tasks too, not on the test tasks."""
+    common = script_module("rl2_common")
+    specs = {"greedy": GreedyBandit(), "UCB1": UCB1(c=0.2)}
+    sizes = {"train": 0, "validation": 8, "test": 8}
+    family = BernoulliBanditFamily(n_arms=3, n_pulls=6, split_sizes=sizes)
+    assert family.split("validation") != family.split("test")
+    per_split = {}
+    for split in ("validation", "test"):
+        table = bandit_table(specs, pulls=(6,), arms=(3,), n_trials=8, split=split, seed=1)
+        assert table.split == split
+        gap = common.paired_gap(
+            table, specs, {"n": 6, "k": 3}, family, rl2_name="greedy", seed=5, against="UCB1"
+        )
+        vec = metarl.make_vec(family, family.split(split))
+        want = {name: run_trials(specs[name], vec, 6, seed=5).sum(axis=1) for name in ("greedy", "UCB1")}
+        assert gap["gap"] == pytest.approx((want["greedy"] - want["UCB1"]).mean())
+        per_split[split] = gap["gap"]
+    assert per_split["validation"] != pytest.approx(per_split["test"])
