@@ -269,6 +269,7 @@ def paired_gap(
         "gap_percent": 100.0 * mean / ref,
         "gap_percent_ci": [100.0 * low / ref, 100.0 * high / ref],
         "repeats": repeats,
+        "split": table.split,
     }
 
 
@@ -278,7 +279,7 @@ def add_gap_repeats_arg(parser: argparse.ArgumentParser) -> None:
         "--gap-repeats",
         type=int,
         default=1,
-        help="trials per test task for the paired gaps (the table keeps one per task)",
+        help="trials per task of the scored split for the paired gaps (the table keeps one per task)",
     )
 
 
@@ -294,16 +295,24 @@ def argmax_learners(learners: Mapping[Any, Any]) -> dict[Any, Any]:
 
 
 def gaps_markdown(gaps: Sequence[Mapping[str, Any]]) -> str:
-    """The Markdown table of :func:`paired_gap` results, one row per gap."""
+    """The Markdown table of :func:`paired_gap` results, one row per gap.
+
+    The trials column names the split the gaps were played on (gaps recorded before the split was,
+    all on the test tasks, count as test); gaps from different splits name theirs in each cell.
+    """
+    splits = {g.get("split", "test") for g in gaps}
+    one_split = len(splits) == 1
+    trials = f"trials per {next(iter(splits))} task" if one_split else "trials per task (split)"
     lines = [
-        "| setting | RL² policy | against | trials per test task | RL² - other, paired (95% CI) | in % of other |",
+        f"| setting | RL² policy | against | {trials} | RL² - other, paired (95% CI) | in % of other |",
         "|---|---|---|---|---|---|",
     ]
     for g in gaps:
         setting = ", ".join(f"{k} = {v}" for k, v in g["setting"].items())
         other = f"{g['other']}{' (best other)' if g['other_is_best'] else ''}: {g['other_mean']:.2f}"
+        repeats = str(g["repeats"]) if one_split else f"{g['repeats']} ({g.get('split', 'test')})"
         lines.append(
-            f"| {setting} | {g['rl2']} | {other} | {g['repeats']} | "
+            f"| {setting} | {g['rl2']} | {other} | {repeats} | "
             f"{g['gap']:+.2f} [{g['gap_ci'][0]:+.2f}, {g['gap_ci'][1]:+.2f}] | "
             f"{g['gap_percent']:+.1f}% [{g['gap_percent_ci'][0]:+.1f}, {g['gap_percent_ci'][1]:+.1f}] |"
         )

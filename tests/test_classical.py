@@ -255,6 +255,7 @@ def test_paired_gap_averages_repeated_trials_per_test_task(script_module) -> Non
         common.paired_gap(table, specs, {"n": 6, "k": 3}, family, rl2_name="greedy", against="PSRL")
     md = common.gaps_markdown([gap, named]).splitlines()
     assert len(md) == 4 and "| n = 6, k = 3 | greedy | random: " in md[3] and "(best other)" in md[2]
+    assert "| trials per test task |" in md[0] and gap["split"] == "test"
 
 
 def test_paired_gap_plays_the_split_its_table_was_scored_on(script_module) -> None:
@@ -265,7 +266,7 @@ def test_paired_gap_plays_the_split_its_table_was_scored_on(script_module) -> No
     sizes = {"train": 0, "validation": 8, "test": 8}
     family = BernoulliBanditFamily(n_arms=3, n_pulls=6, split_sizes=sizes)
     assert family.split("validation") != family.split("test")
-    per_split = {}
+    per_split, gaps = {}, []
     for split in ("validation", "test"):
         table = bandit_table(specs, pulls=(6,), arms=(3,), n_trials=8, split=split, seed=1)
         assert table.split == split
@@ -276,4 +277,13 @@ def test_paired_gap_plays_the_split_its_table_was_scored_on(script_module) -> No
         want = {name: run_trials(specs[name], vec, 6, seed=5).sum(axis=1) for name in ("greedy", "UCB1")}
         assert gap["gap"] == pytest.approx((want["greedy"] - want["UCB1"]).mean())
         per_split[split] = gap["gap"]
+        gaps.append(gap)
+        assert gap["split"] == split
     assert per_split["validation"] != pytest.approx(per_split["test"])
+    # the table of gaps names the split its trials were played on
+    assert "| trials per validation task |" in common.gaps_markdown(gaps[:1]).splitlines()[0]
+    mixed = common.gaps_markdown(gaps).splitlines()
+    assert "| trials per task (split) |" in mixed[0]
+    assert "| 1 (validation) |" in mixed[2] and "| 1 (test) |" in mixed[3]
+    legacy = {key: value for key, value in gaps[1].items() if key != "split"}  # a gap recorded before
+    assert "| trials per test task |" in common.gaps_markdown([legacy]).splitlines()[0]
