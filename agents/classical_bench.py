@@ -253,6 +253,13 @@ def trial_table(
     return table
 
 
+def scored_split_sizes(split: str, n_trials: int) -> dict[str, int]:
+    """Split sizes that draw only ``split``, with ``n_trials`` tasks: the tasks :func:`bandit_table` and
+    :func:`mdp_table` score on, so a family built with them (and the same ``split_seed``) plays the
+    same tasks as the table, e.g. for a paired comparison afterwards."""
+    return {"train": 0, "validation": 0, "test": 0, split: n_trials}
+
+
 def bandit_table(
     learners: Mapping[str, LearnerSpec],
     *,
@@ -273,7 +280,7 @@ def bandit_table(
 
     merged: BenchTable | None = None
     for k in arms:
-        sizes = {"train": 0, "validation": 0, "test": 0, split: n_trials}
+        sizes = scored_split_sizes(split, n_trials)
 
         def family_for(n: int, k: int = k, sizes: dict[str, int] = sizes) -> TaskFamily:
             return BernoulliBanditFamily(n_arms=k, n_pulls=n, split_sizes=sizes, split_seed=split_seed)
@@ -304,7 +311,7 @@ def mdp_table(
     """RL² Table 2: TabularMDP total reward per trial of ``n`` episodes; factories get ``{"n": n}``."""
     from metarl.envs.tabular_mdp import TabularMDPFamily
 
-    sizes = {"train": 0, "validation": 0, "test": 0, split: n_trials}
+    sizes = scored_split_sizes(split, n_trials)
 
     def family_for(n: int) -> TaskFamily:
         return TabularMDPFamily(n_episodes=n, split_sizes=sizes, split_seed=split_seed)

@@ -40,7 +40,7 @@ from rl2_common import (
     training_record,
 )
 
-from metarl.agents.classical_bench import LearnerSpec, bandit_table, load_tuned
+from metarl.agents.classical_bench import LearnerSpec, bandit_table, load_tuned, scored_split_sizes
 from metarl.agents.rl2 import RL2Learner
 from metarl.envs.bandit import BernoulliBanditFamily
 from metarl.fileio import atomic_write_text
@@ -85,7 +85,7 @@ def evaluate_runs(
         )
         gaps = []
         if with_classical:
-            sizes = {"train": 0, "validation": 0, "test": 0, split: trials}
+            sizes = scored_split_sizes(split, trials)
             for n in pulls:
                 family = BernoulliBanditFamily(n_arms=k, n_pulls=n, split_sizes=sizes)
                 totals: dict[tuple[Any, ...], Any] = {}  # the best classical agent runs once for both

@@ -300,17 +300,17 @@ def gaps_markdown(gaps: Sequence[Mapping[str, Any]]) -> str:
     The trials column names the split the gaps were played on (gaps recorded before the split was,
     all on the test tasks, count as test); gaps from different splits name theirs in each cell.
     """
-    splits = {g.get("split", "test") for g in gaps}
-    one_split = len(splits) == 1
-    trials = f"trials per {next(iter(splits))} task" if one_split else "trials per task (split)"
+    splits = [g.get("split", "test") for g in gaps]
+    one_split = len(set(splits)) == 1
+    trials = f"trials per {splits[0]} task" if one_split else "trials per task (split)"
     lines = [
         f"| setting | RL² policy | against | {trials} | RL² - other, paired (95% CI) | in % of other |",
         "|---|---|---|---|---|---|",
     ]
-    for g in gaps:
+    for g, split in zip(gaps, splits, strict=True):
         setting = ", ".join(f"{k} = {v}" for k, v in g["setting"].items())
         other = f"{g['other']}{' (best other)' if g['other_is_best'] else ''}: {g['other_mean']:.2f}"
-        repeats = str(g["repeats"]) if one_split else f"{g['repeats']} ({g.get('split', 'test')})"
+        repeats = str(g["repeats"]) if one_split else f"{g['repeats']} ({split})"
         lines.append(
             f"| {setting} | {g['rl2']} | {other} | {repeats} | "
             f"{g['gap']:+.2f} [{g['gap_ci'][0]:+.2f}, {g['gap_ci'][1]:+.2f}] | "

@@ -38,7 +38,7 @@ from rl2_common import (
     training_record,
 )
 
-from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table
+from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table, scored_split_sizes
 from metarl.agents.rl2 import RL2Learner
 from metarl.envs.tabular_mdp import TabularMDPFamily
 from metarl.fileio import atomic_write_text
@@ -96,7 +96,7 @@ def main() -> None:
     records = {f"n={n}": training_record(d) for n, d in runs.items()}
     gaps = []
     if not args.no_classical:
-        sizes = {"train": 0, "validation": 0, "test": args.trials}  # mdp_table's test tasks
+        sizes = scored_split_sizes("test", args.trials)  # mdp_table's test tasks
         for n in sorted(runs):
             family = TabularMDPFamily(n_episodes=n, split_sizes=sizes)
             totals: dict[tuple[Any, ...], Any] = {}  # each classical agent runs once for both RL² columns
