@@ -41,7 +41,9 @@ __all__ = [
     "bandit_table",
     "load_tuned",
     "mdp_table",
+    "resolve_learner",
     "run_trials",
+    "scored_split_sizes",
     "trial_table",
 ]
 
@@ -179,7 +181,8 @@ class BenchTable:
         return "\n".join(lines)
 
 
-def _resolve(spec: LearnerSpec, setting: dict[str, int]) -> MetaLearner:
+def resolve_learner(spec: LearnerSpec, setting: dict[str, int]) -> MetaLearner:
+    """The learner ``spec`` stands for at ``setting``: itself, or what its factory builds there."""
     if isinstance(spec, MetaLearner):
         return spec
     if callable(spec):
@@ -225,7 +228,7 @@ def trial_table(
     family = family_for(max(lengths))
     table = BenchTable(family=family.id, split=split, seed=seed)
     for name, spec in learners.items():
-        resolved = [(n, _resolve(spec, {"n": n, **fixed})) for n in lengths]
+        resolved = [(n, resolve_learner(spec, {"n": n, **fixed})) for n in lengths]
         groups: list[tuple[MetaLearner, list[int]]] = []
         for n, learner in resolved:
             for g_learner, g_lengths in groups:

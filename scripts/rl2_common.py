@@ -158,13 +158,17 @@ def per_episode_eval(
     others: Mapping[str, Any] | None = None,
     n_tasks: int | None = None,
     seed: int = 0,
+    family: Any = None,
+    split: str = "test",
 ) -> dict[str, Any]:
-    """Return per episode 1..N of a trial on the family's held-out test tasks, beside ``others``.
+    """Return per episode 1..N of a trial on the family's held-out ``split`` tasks, beside ``others``.
 
     Uses :func:`metarl.evaluate` with ``rounds = N`` and one episode per round: the RL² hidden state
     persists across rounds, so round ``r`` is episode ``r + 1`` of the trial. ``others`` are
-    learners scored the same way (scripted references). Writes ``<name>.json``, ``<name>.md`` and
-    ``<name>.png`` under ``benchmarks/rl2/``.
+    learners scored the same way (scripted references, classical agents). ``family`` defaults to
+    the run's training family; pass another (for example the same family with longer trials) to
+    score the model there. Writes ``<name>.json``, ``<name>.md`` and ``<name>.png`` under
+    ``benchmarks/rl2/``.
     """
     from metarl.agents.rl2 import RL2Learner
     from metarl.evaluation import EvalResult, MetaLearner, evaluate
@@ -173,17 +177,19 @@ def per_episode_eval(
     torch.set_num_threads(1)
     learner = RL2Learner.load(run_dir)
     config = learner.config
-    family = config.make_family()
+    if family is None:
+        family = config.make_family()
     n = config.resolve_episodes_per_trial(family)
 
     def score(who: MetaLearner) -> EvalResult:
-        return evaluate(who, family, split="test", n_tasks=n_tasks, rounds=n, episodes_per_round=1, seed=seed)
+        return evaluate(who, family, split=split, n_tasks=n_tasks, rounds=n, episodes_per_round=1, seed=seed)
 
     results = [score(learner)]
     results += [score(other) for other in (others or {}).values()]
     record: dict[str, Any] = {
         "provenance": run_metadata(seed=seed),
         "family": family.id,
+        "split": split,
         "episodes_per_trial": n,
         "training": training_record(run_dir),
         "results": [r.to_dict() for r in results],
@@ -357,7 +363,12 @@ def _plot_per_episode(results: list[Any], path: Path) -> None:
         x = list(range(1, res.rounds + 1))
         ax.plot(x, [r["mean"] for r in rows], marker="o", label=res.learner)
         ax.fill_between(x, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.2)
-    ax.set_xticks(list(range(1, results[0].rounds + 1)))
+    if results[0].rounds <= 20:
+        ax.set_xticks(list(range(1, results[0].rounds + 1)))
+    else:  # long trials (the MDP at n = 100): let matplotlib space integer ticks
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True))
     ax.set_xlabel("episode in trial")
     ax.set_ylabel("mean return over held-out tasks")
     ax.set_title(f"{results[0].family_id} ({results[0].split} split)")

@@ -4,12 +4,19 @@
     .venv/bin/python scripts/rl2_tabular_mdp.py train --episodes 10 --seed 0 [--minutes 20] [--resume]
     # score finished runs on 1000 held-out test trials beside the tuned classical agents
     .venv/bin/python scripts/rl2_tabular_mdp.py eval --run 10=benchmarks/rl2/runs/tabular_mdp_n10_seed0
+    # return per episode 1..n of a trial (RL² beside the classical agents), here at n = 100
+    .venv/bin/python scripts/rl2_tabular_mdp.py episodes --run benchmarks/rl2/models/tabular_mdp_n25_s30_g0997 --episodes 100
 
 ``eval`` writes ``benchmarks/rl2/tabular_mdp.json`` and ``tabular_mdp.md`` (``--name NAME``: ``NAME.json``,
 ``NAME.md``, so that scoring another run does not replace the table of all settings). Beside the
 table it scores the same network acting greedily ("RL2 argmax") and the paired gaps of both RL²
 columns against PSRL (the issue's target) and against the best classical agent: the learners play
 the same test tasks with the same seeds, ``--gap-repeats R`` times each, and the CI is over tasks.
+
+``episodes`` writes ``benchmarks/rl2/NAME.{json,md,png}`` (default ``tabular_mdp_n<n>_episodes``): the
+mean return of each episode of the trial, one trial per task, for the run's policy and the tuned
+classical agents, all on the same tasks. Where a total falls short of PSRL's, it shows in which
+episodes.
 """
 
 from __future__ import annotations
@@ -33,12 +40,19 @@ from rl2_common import (
     check_output_stem,
     gaps_markdown,
     paired_gap,
+    per_episode_eval,
     run_training,
     runs_markdown,
     training_record,
 )
 
-from metarl.agents.classical_bench import LearnerSpec, load_tuned, mdp_table, scored_split_sizes
+from metarl.agents.classical_bench import (
+    LearnerSpec,
+    load_tuned,
+    mdp_table,
+    resolve_learner,
+    scored_split_sizes,
+)
 from metarl.agents.rl2 import RL2Learner
 from metarl.envs.tabular_mdp import TabularMDPFamily
 from metarl.fileio import atomic_write_text
@@ -68,7 +82,19 @@ def main() -> None:
     ev.add_argument(
         "--name", default="tabular_mdp", help="output file stem under benchmarks/rl2/ (default: tabular_mdp)"
     )
+    ep = sub.add_parser("episodes", help="return per episode of a trial, beside the classical agents")
+    ep.add_argument("--run", type=Path, required=True, help="the RL² run (or committed model) directory")
+    ep.add_argument("--episodes", type=int, help="n: episodes per trial (default: the run's own)")
+    ep.add_argument("--split", default="test", choices=("test", "validation"))
+    ep.add_argument("--tasks", type=int, default=1000, help="tasks of the split, one trial each")
+    ep.add_argument("--seed", type=int, default=0)
+    ep.add_argument(
+        "--name", help="output file stem under benchmarks/rl2/ (default: tabular_mdp_n<n>_episodes)"
+    )
     args = parser.parse_args()
+    if args.command == "episodes":
+        per_episode(args)
+        return
     if args.command == "train":
         name = f"tabular_mdp_n{args.episodes}"
         run_training(args, {"family_kwargs": {"n_episodes": args.episodes}}, name)
@@ -139,6 +165,29 @@ def main() -> None:
         + "\n",
     )
     print(table.to_markdown())
+
+
+def per_episode(args: argparse.Namespace) -> None:
+    """The ``episodes`` command: RL² and the classical agents per episode of one trial per task."""
+    for what in ("episodes", "tasks"):
+        value = getattr(args, what)
+        if value is not None and value < 1:
+            raise SystemExit(f"--{what} must be a positive integer, got {value}")
+    if args.episodes is None:
+        config = RL2Learner.load(args.run).config
+        args.episodes = config.resolve_episodes_per_trial(config.make_family())
+    stem = check_output_stem(args.name or f"tabular_mdp_n{args.episodes}_episodes")
+    tuned_at = sorted(int(key[2:]) for key in load_tuned()["mdp"]["BEB"])
+    if args.episodes not in tuned_at:
+        raise SystemExit(
+            f"--episodes {args.episodes}: the classical agents' constants were tuned for n in {tuned_at} only"
+        )
+    family = TabularMDPFamily(
+        n_episodes=args.episodes, split_sizes=scored_split_sizes(args.split, args.tasks)
+    )
+    setting = {"n": args.episodes}
+    others = {name: resolve_learner(spec, setting) for name, spec in classical_learners().items()}
+    per_episode_eval(args.run, name=stem, others=others, seed=args.seed, family=family, split=args.split)
 
 
 if __name__ == "__main__":

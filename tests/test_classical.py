@@ -287,3 +287,48 @@ def test_paired_gap_plays_the_split_its_table_was_scored_on(script_module) -> No
     assert "| 1 (validation) |" in mixed[2] and "| 1 (test) |" in mixed[3]
     legacy = {key: value for key, value in gaps[1].items() if key != "split"}  # a gap recorded before
     assert "| trials per test task |" in common.gaps_markdown([legacy]).splitlines()[0]
+
+
+def test_per_episode_eval_scores_a_longer_trial_beside_the_classical_agents(
+    script_module, tmp_path, monkeypatch
+) -> None:
+    """scripts/rl2_common.py's per-episode eval on a family other than the run's own (the MDP model
+    of n = 2 episodes scored over trials of 3), on the validation split: every learner plays the
+    same tasks, one round per episode, as :func:`metarl.evaluate` scores it directly."""
+    from metarl.agents.rl2 import RL2Config, RL2Learner
+    from metarl.agents.rl2_train import train
+    from metarl.evaluation import evaluate
+
+    common = script_module("rl2_common")
+    monkeypatch.setattr(common, "BENCH_DIR", tmp_path)
+    shape = {"n_states": 3, "n_actions": 2, "max_episode_steps": 3}
+    config = RL2Config.from_dict(
+        {
+            "family": "TabularMDP-v0",
+            "family_kwargs": {**shape, "n_episodes": 2, "split_sizes": SMALL},
+            "trials_per_update": 4,
+            "hidden_size": 8,
+            "ppo_epochs": 1,
+            "num_minibatches": 1,
+            "total_env_steps": 24,
+            "seed": 2,
+        }
+    )
+    train(config, tmp_path / "run", progress=False, max_updates=1)
+    family = TabularMDPFamily(**shape, n_episodes=3, split_sizes=SMALL)
+    record = common.per_episode_eval(
+        tmp_path / "run", name="eps", others={"PSRL": PSRL()}, seed=4, family=family, split="validation"
+    )
+    assert record["split"] == "validation" and record["episodes_per_trial"] == 3
+    rl2, psrl = record["results"]
+    assert [r["learner"] for r in record["results"]] == ["RL2", "PSRL"]
+    for r in record["results"]:
+        assert r["split"] == "validation" and len(r["task_ids"]) == 2 and np.shape(r["returns"]) == (2, 3)
+    want = evaluate(PSRL(), family, split="validation", rounds=3, episodes_per_round=1, seed=4)
+    np.testing.assert_allclose(psrl["returns"], want.returns)
+    # one trial: the same as scoring the loaded model directly, episode by episode
+    loaded = RL2Learner.load(tmp_path / "run")
+    direct = evaluate(loaded, family, split="validation", rounds=3, episodes_per_round=1, seed=4)
+    np.testing.assert_allclose(rl2["returns"], direct.returns)
+    assert {p.name for p in tmp_path.glob("eps.*")} == {"eps.json", "eps.md", "eps.png"}
+    assert "| 3 |" in (tmp_path / "eps.md").read_text()
