@@ -170,22 +170,66 @@ def _insert_zero_input_columns(weights: dict[str, torch.Tensor], at: int | None,
             weights[key] = torch.cat([w[:, :cut], w.new_zeros(w.shape[0], count), w[:, cut:]], dim=1)
 
 
+#: Linear heads that read the (policy or value) GRU's hidden state, by state-dict prefix.
+_HIDDEN_READERS = ("pi.", "v.", "aux.", "v_time.")
+
+
+def _widen(weights: dict[str, torch.Tensor], fresh: Mapping[str, torch.Tensor], old: int, new: int) -> None:
+    """Grow a network of ``old`` hidden units to ``new`` in place, keeping what it computes.
+
+    The first ``old`` units of each GRU are the source's, with zero weights from the added units,
+    so their states evolve exactly as before. The added units take their input and recurrent
+    weights from ``fresh`` (the new network's own initialisation): they are active from the first
+    step. Every head reads them through zero weights, so the policy and the values start as the
+    source's, and the gradient reaches the added units as soon as those weights move.
+    """
+    for gru in ("gru.", "v_gru."):
+        if f"{gru}weight_ih_l0" not in weights:
+            continue
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            src, grown = weights[gru + name], fresh[gru + name].clone()
+            for gate in range(3):  # PyTorch's GRU stacks the reset, update and new gates' rows
+                rows = src[gate * old : (gate + 1) * old]
+                target = grown[gate * new : gate * new + old]
+                if name == "weight_hh_l0":
+                    target.zero_()
+                    target[:, :old] = rows
+                else:
+                    target.copy_(rows)
+            weights[gru + name] = grown
+    for head in _HIDDEN_READERS:
+        w = weights.get(f"{head}weight")
+        if w is not None and w.shape[1] == old:  # a head the source had (an added one is built new)
+            weights[f"{head}weight"] = torch.cat([w, w.new_zeros(w.shape[0], new - old)], dim=1)
+
+
 def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
     """Load the network weights (and value-normalisation statistics) of ``source``, a run directory
     (its newest valid checkpoint) or one checkpoint file, into a fresh ``agent``.
 
     Only the weights are taken: the optimiser, RNG streams and counters start anew, so the run's
     own ``env_steps`` count its own training. The source is recorded in :attr:`RL2.init_from`.
-    Raises ``ValueError`` naming the fields when the two configs disagree on the network's shape.
+    A run with a larger ``hidden_size`` than the source grows its network (:func:`_widen`): the
+    policy and values start exactly as the source's, with the added units free to learn.
+    Raises ``ValueError`` naming the fields when the two configs disagree on the network's shape
+    in any other way.
     """
     path, state = _checkpoint_of(source)
     # through RL2Config, so fields newer than the source checkpoint compare as their defaults
     theirs = json.loads(RL2Config.from_dict(json.loads(state["config"]), source=str(path)).to_json())
     ours = json.loads(agent.config.to_json())
     differ = [f for f in _ARCHITECTURE_FIELDS if theirs.get(f) != ours.get(f)]
-    if differ:
+    widen = differ == ["hidden_size"] and int(ours["hidden_size"]) > int(theirs["hidden_size"])
+    if widen and ours.get("value_task"):
+        raise ValueError(
+            f"cannot warm-start from {path} with a larger hidden_size ({theirs['hidden_size']} there, "
+            f"{ours['hidden_size']} here): growing a network with a task-informed critic (value_task) "
+            "is not supported"
+        )
+    if differ and not widen:
         detail = ", ".join(f"{f}: {theirs.get(f)!r} there, {ours.get(f)!r} here" for f in differ)
-        raise ValueError(f"cannot warm-start from {path}: its network differs ({detail})")
+        hint = " (hidden_size may only grow)" if differ == ["hidden_size"] else ""
+        raise ValueError(f"cannot warm-start from {path}: its network differs ({detail}){hint}")
     # the auxiliary reward head and the value's time-left head are not part of the policy: a run may
     # add them (they start as built) or drop them
     optional = ("aux.", "v_time.")
@@ -208,6 +252,8 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
         _insert_zero_input_columns(weights, agent.inputs.input_dim - obs_dim, obs_dim)
     if ours.get("policy_time") and not theirs.get("policy_time"):
         _insert_zero_input_columns(weights, None, 1)
+    if widen:
+        _widen(weights, agent.model.state_dict(), int(theirs["hidden_size"]), int(ours["hidden_size"]))
     try:
         agent.model.load_state_dict(weights)
     except RuntimeError as err:  # e.g. another number of arms: the inputs have another size
@@ -265,7 +311,8 @@ def train(
     ``max_updates`` stops early after that many updates in this call (for tests and smoke runs);
     ``max_seconds`` after that much wall-clock in this call (a final checkpoint is written either
     way, so the run can be resumed).
-    ``init_from`` (a run directory or checkpoint file of a run with the same network) warm-starts a
+    ``init_from`` (a run directory or checkpoint file of a run with the same network, or a
+    narrower one: :func:`warm_start`) warm-starts a
     new run with its weights (:func:`warm_start`); on resume the run's own checkpoint is loaded
     instead, so the same command continues either way.
     Trials are collected as ``config.sampler`` says (the Ray workers of ``sampler="ray"`` are

@@ -1015,6 +1015,47 @@ def test_value_task_runs_checkpoint_resume_and_meta_test(tmp_path) -> None:
     assert per_task.updates == 1 and all(torch.isfinite(p).all() for p in per_task.model.parameters())
 
 
+@pytest.mark.parametrize("separate_value", [False, True])
+def test_warm_start_into_a_wider_network_keeps_what_it_computes(tmp_path, separate_value: bool) -> None:
+    """A larger hidden_size grows the source's GRUs: the same policy and values on any input, the
+    source's units evolving exactly as before, and the added units learning from the first update."""
+    kw: dict[str, Any] = {"value_norm": True, "separate_value": separate_value, "aux_reward_coef": 0.1}
+    source = train(small_config(**kw), tmp_path / "src", progress=False, max_updates=2)
+    wide_cfg = small_config(**kw, hidden_size=24, seed=5)
+    wide = train(wide_cfg, tmp_path / "wide", progress=False, max_updates=0, init_from=tmp_path / "src")
+    assert wide.model.hidden_size == 24 and wide.init_from is not None
+    x = torch.randn(6, 9, source.model.input_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        p_src, v_src, h_src, aux_src = source.model.forward_with_aux(x)
+        p_wide, v_wide, h_wide, aux_wide = wide.model.forward_with_aux(x)
+    torch.testing.assert_close(p_wide, p_src, rtol=0, atol=1e-6)
+    torch.testing.assert_close(v_wide, v_src, rtol=0, atol=1e-6)
+    torch.testing.assert_close(aux_wide, aux_src, rtol=0, atol=1e-6)
+    parts = 2 if separate_value else 1  # the state holds the policy GRU's units, then the value GRU's
+    for i in range(parts):
+        torch.testing.assert_close(
+            h_wide[..., 24 * i : 24 * i + 16], h_src[..., 16 * i : 16 * (i + 1)], rtol=0, atol=1e-6
+        )
+        assert h_wide[..., 24 * i + 16 : 24 * (i + 1)].abs().max() > 0.01  # the added units are active
+    assert wide.model.pi.weight[:, 16:].abs().max() == 0
+    # one update moves the heads' weights on the added units
+    wide.train_step()
+    assert wide.model.pi.weight[:, 16:].abs().max() > 0 and wide.model.v.weight[:, 16:].abs().max() > 0
+    # shrinking, or growing a network with a task-informed critic, is refused
+    with pytest.raises(ValueError, match=r"hidden_size: 16 there, 8 here\) \(hidden_size may only grow\)"):
+        train(
+            small_config(**kw, hidden_size=8), tmp_path / "narrow", progress=False, init_from=tmp_path / "src"
+        )
+    train(small_config(value_task=True), tmp_path / "vt", progress=False, max_updates=1)
+    with pytest.raises(ValueError, match="task-informed critic"):
+        train(
+            small_config(value_task=True, hidden_size=24),
+            tmp_path / "vt2",
+            progress=False,
+            init_from=tmp_path / "vt",
+        )
+
+
 def test_warm_start_refuses_a_different_critic(tmp_path) -> None:
     train(small_config(), tmp_path / "src", progress=False, max_updates=1)
     with pytest.raises(ValueError, match="value_task: False there, True here"):
