@@ -361,7 +361,7 @@ def _plot_per_episode(results: list[Any], path: Path) -> None:
     for res in results:
         rows = res.summary("returns")
         x = list(range(1, res.rounds + 1))
-        ax.plot(x, [r["mean"] for r in rows], marker="o", label=res.learner)
+        ax.plot(x, [r["mean"] for r in rows], marker="o" if res.rounds <= 20 else None, label=res.learner)
         ax.fill_between(x, [r["ci_low"] for r in rows], [r["ci_high"] for r in rows], alpha=0.2)
     if results[0].rounds <= 20:
         ax.set_xticks(list(range(1, results[0].rounds + 1)))
