@@ -12,6 +12,8 @@
 table it scores the same network acting greedily ("RL2 argmax") and the paired gaps of both RL²
 columns against PSRL (the issue's target) and against the best classical agent: the learners play
 the same test tasks with the same seeds, ``--gap-repeats R`` times each, and the CI is over tasks.
+``--split validation`` scores on the validation tasks instead, to choose among models before one is
+scored on the test tasks.
 
 ``episodes`` writes ``benchmarks/rl2/NAME.{json,md,png}`` (default ``tabular_mdp_n<n>_episodes``): the
 mean return of each episode of the trial, one trial per task, for the run's policy and the tuned
@@ -80,6 +82,12 @@ def main() -> None:
     add_gap_repeats_arg(ev)
     ev.add_argument("--against", default="PSRL", help="the classical agent of the target (default: PSRL)")
     ev.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="the held-out tasks to score on: test (the tables), or validation (to choose among models)",
+    )
+    ev.add_argument(
         "--name", default="tabular_mdp", help="output file stem under benchmarks/rl2/ (default: tabular_mdp)"
     )
     ep = sub.add_parser("episodes", help="return per episode of a trial, beside the classical agents")
@@ -118,11 +126,13 @@ def main() -> None:
     specs["RL2"] = lambda s: learners[s["n"]]
     specs["RL2 argmax"] = lambda s: greedy[s["n"]]
     start = time.perf_counter()
-    table = mdp_table(specs, episodes=sorted(runs), n_trials=args.trials, seed=args.seed, log=print)
+    table = mdp_table(
+        specs, episodes=sorted(runs), n_trials=args.trials, split=args.split, seed=args.seed, log=print
+    )
     records = {f"n={n}": training_record(d) for n, d in runs.items()}
     gaps = []
     if not args.no_classical:
-        sizes = scored_split_sizes("test", args.trials)  # mdp_table's test tasks
+        sizes = scored_split_sizes(args.split, args.trials)  # the tasks mdp_table scored
         for n in sorted(runs):
             family = TabularMDPFamily(n_episodes=n, split_sizes=sizes)
             totals: dict[tuple[Any, ...], Any] = {}  # each classical agent runs once for both RL² columns
@@ -146,6 +156,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "provenance": run_metadata(seed=args.seed),
         "trials": args.trials,
+        "split": args.split,
         "seed": args.seed,
         "runs": records,
         "table": table.to_dict(),

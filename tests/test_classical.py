@@ -332,3 +332,43 @@ def test_per_episode_eval_scores_a_longer_trial_beside_the_classical_agents(
     np.testing.assert_allclose(rl2["returns"], direct.returns)
     assert {p.name for p in tmp_path.glob("eps.*")} == {"eps.json", "eps.md", "eps.png"}
     assert "| 3 |" in (tmp_path / "eps.md").read_text()
+
+
+def test_mdp_eval_scores_the_split_it_is_asked_for(script_module, tmp_path, monkeypatch) -> None:
+    """scripts/rl2_tabular_mdp.py eval --split validation: the table and the paired gaps to PSRL
+    are played on the validation tasks, not the test tasks, and the record says so."""
+    import json
+    import sys
+
+    from metarl.agents.rl2 import RL2Config
+    from metarl.agents.rl2_train import train
+
+    script = script_module("rl2_tabular_mdp")
+    monkeypatch.setattr(script, "BENCH_DIR", tmp_path)
+    config = RL2Config.from_dict(
+        {
+            "family": "TabularMDP-v0",
+            "family_kwargs": {"n_episodes": 10},
+            "trials_per_update": 2,
+            "hidden_size": 8,
+            "ppo_epochs": 1,
+            "num_minibatches": 1,
+            "total_env_steps": 200,
+            "seed": 1,
+        }
+    )
+    train(config, tmp_path / "run", progress=False, max_updates=1)
+    records = {}
+    for split in ("validation", "test"):
+        argv = ["rl2_tabular_mdp.py", "eval", "--run", f"10={tmp_path / 'run'}", "--trials", "6"]
+        monkeypatch.setattr(sys, "argv", [*argv, "--split", split, "--name", split])
+        script.main()
+        records[split] = json.loads((tmp_path / f"{split}.json").read_text())
+    for split, record in records.items():
+        assert record["split"] == split and record["table"]["split"] == split
+        assert record["paired_gaps"] and all(gap["split"] == split for gap in record["paired_gaps"])
+    psrl = {
+        split: next(c["mean"] for c in r["table"]["cells"] if c["learner"] == "PSRL")
+        for split, r in records.items()
+    }
+    assert psrl["validation"] != pytest.approx(psrl["test"])  # other tasks
