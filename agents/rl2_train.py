@@ -311,9 +311,8 @@ def train(
     ``max_updates`` stops early after that many updates in this call (for tests and smoke runs);
     ``max_seconds`` after that much wall-clock in this call (a final checkpoint is written either
     way, so the run can be resumed).
-    ``init_from`` (a run directory or checkpoint file of a run with the same network, or a
-    narrower one: :func:`warm_start`) warm-starts a
-    new run with its weights (:func:`warm_start`); on resume the run's own checkpoint is loaded
+    ``init_from`` (a run directory or checkpoint file of a run with the same network, or with fewer
+    GRU units) warm-starts a new run with its weights (:func:`warm_start`); on resume the run's own checkpoint is loaded
     instead, so the same command continues either way.
     Trials are collected as ``config.sampler`` says (the Ray workers of ``sampler="ray"`` are
     stopped on return); a ``trial_sampler`` given here is used instead and left open for the caller.

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rl2_common import (
     BENCH_DIR,
     add_gap_repeats_arg,
+    add_split_arg,
     add_train_args,
     argmax_learners,
     check_gap_repeats,
@@ -127,12 +128,7 @@ def main() -> None:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-classical", action="store_true")
     add_gap_repeats_arg(ev)
-    ev.add_argument(
-        "--split",
-        choices=("test", "validation"),
-        default="test",
-        help="the held-out tasks to score on: test (the tables), or validation (to choose among models)",
-    )
+    add_split_arg(ev)
     ev.add_argument(
         "--name", default="bandit", help="output file stem under benchmarks/rl2/ (default: bandit)"
     )

@@ -17,11 +17,13 @@ import torch
 
 from metarl.agents.rl2 import RL2Config, RL2Learner
 from metarl.agents.rl2_train import latest_checkpoint, load_config, train, warm_start_lineage
+from metarl.family import TaskFamily
 from metarl.provenance import provenance_markdown, run_metadata
 
 __all__ = [
     "BENCH_DIR",
     "add_gap_repeats_arg",
+    "add_split_arg",
     "add_train_args",
     "argmax_learners",
     "check_gap_repeats",
@@ -158,7 +160,7 @@ def per_episode_eval(
     others: Mapping[str, Any] | None = None,
     n_tasks: int | None = None,
     seed: int = 0,
-    family: Any = None,
+    family: TaskFamily | None = None,
     split: str = "test",
 ) -> dict[str, Any]:
     """Return per episode 1..N of a trial on the family's held-out ``split`` tasks, beside ``others``.
@@ -286,6 +288,16 @@ def add_gap_repeats_arg(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="trials per task of the scored split for the paired gaps (the table keeps one per task)",
+    )
+
+
+def add_split_arg(parser: argparse.ArgumentParser) -> None:
+    """``--split`` of the eval commands: the held-out tasks to score on."""
+    parser.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="the held-out tasks to score on: test (the tables), or validation (to choose among models)",
     )
 
 

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rl2_common import (
     BENCH_DIR,
     add_gap_repeats_arg,
+    add_split_arg,
     add_train_args,
     argmax_learners,
     check_gap_repeats,
@@ -81,19 +82,14 @@ def main() -> None:
     ev.add_argument("--no-classical", action="store_true")
     add_gap_repeats_arg(ev)
     ev.add_argument("--against", default="PSRL", help="the classical agent of the target (default: PSRL)")
-    ev.add_argument(
-        "--split",
-        choices=("test", "validation"),
-        default="test",
-        help="the held-out tasks to score on: test (the tables), or validation (to choose among models)",
-    )
+    add_split_arg(ev)
     ev.add_argument(
         "--name", default="tabular_mdp", help="output file stem under benchmarks/rl2/ (default: tabular_mdp)"
     )
     ep = sub.add_parser("episodes", help="return per episode of a trial, beside the classical agents")
     ep.add_argument("--run", type=Path, required=True, help="the RL² run (or committed model) directory")
     ep.add_argument("--episodes", type=int, help="n: episodes per trial (default: the run's own)")
-    ep.add_argument("--split", default="test", choices=("test", "validation"))
+    add_split_arg(ep)
     ep.add_argument("--tasks", type=int, default=1000, help="tasks of the split, one trial each")
     ep.add_argument("--seed", type=int, default=0)
     ep.add_argument(
