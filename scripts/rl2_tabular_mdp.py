@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,16 @@ def classical_learners() -> dict[str, LearnerSpec]:
     from bench_classical import mdp_learners
 
     return mdp_learners(load_tuned())
+
+
+def check_tuned_episodes(episodes: Iterable[int], flag: str) -> None:
+    """Exit with a clear message unless the classical agents' constants were tuned at every ``n``."""
+    tuned_at = sorted(int(key.removeprefix("n=")) for key in load_tuned()["mdp"]["BEB"])
+    for n in episodes:
+        if n not in tuned_at:
+            raise SystemExit(
+                f"{flag}: n = {n} episodes, but the classical agents' constants were tuned for n in {tuned_at} only"
+            )
 
 
 def main() -> None:
@@ -112,6 +123,8 @@ def main() -> None:
             raise SystemExit(f"--run must look like N=RUN_DIR, got {item!r}")
         runs[int(setting)] = Path(path)
     check_gap_repeats(args.gap_repeats)
+    if not args.no_classical:
+        check_tuned_episodes(runs, "--run")
     learners = {n: RL2Learner.load(d) for n, d in runs.items()}
     greedy = argmax_learners(learners)
     specs: dict[str, LearnerSpec] = {} if args.no_classical else dict(classical_learners())
@@ -184,11 +197,7 @@ def per_episode(args: argparse.Namespace) -> None:
         config = RL2Learner.load(args.run).config
         args.episodes = config.resolve_episodes_per_trial(config.make_family())
     stem = check_output_stem(args.name or f"tabular_mdp_n{args.episodes}_episodes")
-    tuned_at = sorted(int(key[2:]) for key in load_tuned()["mdp"]["BEB"])
-    if args.episodes not in tuned_at:
-        raise SystemExit(
-            f"--episodes {args.episodes}: the classical agents' constants were tuned for n in {tuned_at} only"
-        )
+    check_tuned_episodes([args.episodes], "--episodes")
     family = TabularMDPFamily(
         n_episodes=args.episodes, split_sizes=scored_split_sizes(args.split, args.tasks)
     )
