@@ -180,6 +180,19 @@ class RL2Config:
     #: found weak. Inference networks of later context-based methods (PEARL, VariBAD) read whole
     #: transitions too. A bandit's observation is constant, so there it adds nothing.
     prev_obs: bool = False
+    #: Give the policy the previous reward filed under its state-action pair (``False``: the RL² of
+    #: Duan et al.). Needs ``prev_obs`` and ``Discrete`` observation and action spaces (``S`` states,
+    #: ``A`` actions). The GRUs then read ``2 S A`` more entries, computed in the network from the
+    #: row's previous observation ``s``, previous action ``a`` and previous reward ``r``: the one-hot
+    #: of the pair ``(s, a)``, then that one-hot times ``r``. They hold nothing the row does not
+    #: (the same three entries, multiplied), but the GRU's input layer is linear, so without them a
+    #: reward reaches a per-pair memory only through gates that must learn to combine ``s`` and
+    #: ``a``. On the tabular MDP a known task's best policy gains little from planning over
+    #: transitions (21.8 per episode against 21.6 for acting on the true mean rewards alone), so
+    #: what a policy must remember is which action paid what in each state; session 14's readout
+    #: found the trained GRUs hold little of that (``benchmarks/rl2/README.md``). A warm start from
+    #: a run without these entries gives them zero weights.
+    pair_inputs: bool = False
     #: The reward the PPO targets are computed from. ``"sampled"``: the reward received (the RL² of
     #: Duan et al.). ``"expected"``: the env's ``info["expected_reward"]``, the mean of that reward
     #: given the task, state and action (the pulled arm's ``p``, the MDP's ``mu[s, a]``). The policy
@@ -230,6 +243,12 @@ class RL2Config:
         check_bool(own, "policy_time", self.policy_time)
         check_bool(own, "value_task", self.value_task)
         check_bool(own, "prev_obs", self.prev_obs)
+        check_bool(own, "pair_inputs", self.pair_inputs)
+        if self.pair_inputs and not self.prev_obs:
+            raise ValueError(
+                "RL2Config.pair_inputs=True needs prev_obs=True (the pair is the previous observation "
+                "and the previous action)"
+            )
         check_sampler_options(own, self)
         if not isinstance(self.family_kwargs, dict) or not all(
             isinstance(k, str) for k in self.family_kwargs
@@ -358,6 +377,7 @@ class RL2ActorCritic(nn.Module):
         value_horizon: int | None = None,
         time_horizon: int | None = None,
         task_dim: int = 0,
+        pair_dims: tuple[int, int] | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -382,7 +402,22 @@ class RL2ActorCritic(nn.Module):
         self.input_dim = input_dim
         #: With :attr:`RL2Config.policy_time`: the trial length ``T`` of the clock input ``1 - t / T``.
         self.time_horizon = time_horizon
-        gru_in = input_dim + (1 if time_horizon is not None else 0)
+        #: With :attr:`RL2Config.pair_inputs`: ``(S, A)``, the sizes of the discrete observation and
+        #: action of rows laid out ``[obs (S) | prev action (A) | reward | done | prev obs (S)]``.
+        self.pair_dims = pair_dims
+        n_pair = 0
+        if pair_dims is not None:
+            n_states, n_actions = pair_dims
+            if (
+                not all(isinstance(n, int) and n >= 1 for n in pair_dims)
+                or input_dim != 2 * n_states + n_actions + 2
+            ):
+                raise ValueError(
+                    f"pair_dims must be (n_states, n_actions) of rows [obs | prev action | reward | done | "
+                    f"prev obs] ({input_dim} entries here), got {pair_dims!r}"
+                )
+            n_pair = 2 * n_states * n_actions
+        gru_in = input_dim + n_pair + (1 if time_horizon is not None else 0)
         self.gru = nn.GRU(gru_in, hidden_size, batch_first=True)
         self.v_gru = nn.GRU(gru_in, hidden_size, batch_first=True) if separate_value else None
         self.pi = nn.Linear(hidden_size, act_dim)
@@ -464,6 +499,8 @@ class RL2ActorCritic(nn.Module):
             raise ValueError(
                 f"RL² inputs have {x.shape[-1]} entries per step, the model expects {self.input_dim}"
             )
+        if self.pair_dims is not None:
+            x = torch.cat([x, self.pair_features(x)], dim=-1)
         if self.time_horizon is not None:
             T = int(horizon if horizon is not None else self.time_horizon)
             left = 1.0 - self._steps(t0, x.shape[0], x.shape[1], x.dtype) / T
@@ -497,6 +534,19 @@ class RL2ActorCritic(nn.Module):
             mean, std = self.return_stats()
             values = values * std + mean
         return self.pi(out), values, h, None if self.aux is None else self.aux(out)
+
+    def pair_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., 2 S A)`` entries :attr:`RL2Config.pair_inputs` adds to rows ``x``: the one-hot of
+        (previous observation, previous action), index ``s * A + a``, then that one-hot times the
+        previous reward (all zero at a trial's first step, where both one-hots are zero)."""
+        if self.pair_dims is None:
+            raise RuntimeError("pair_features needs a model built with pair_dims")
+        n_states, n_actions = self.pair_dims
+        action = x[..., n_states : n_states + n_actions]
+        reward = x[..., n_states + n_actions : n_states + n_actions + 1]
+        prev = x[..., -n_states:]
+        pair = (prev.unsqueeze(-1) * action.unsqueeze(-2)).flatten(-2)
+        return torch.cat([pair, pair * reward], dim=-1)
 
     def return_stats(self) -> tuple[float, float]:
         """``(mu, sigma)`` of the value normalisation; ``(0, 1)`` without ``value_norm`` or statistics."""
@@ -730,8 +780,22 @@ def build_model(
         value_horizon=int(max_trial_steps) if config.value_time else None,
         time_horizon=int(max_trial_steps) if config.policy_time else None,
         task_dim=task_dim if config.value_task else 0,
+        pair_dims=pair_dims(config, inputs),
         generator=generator,
     )
+
+
+def pair_dims(config: RL2Config, inputs: TrialInputs) -> tuple[int, int] | None:
+    """``(S, A)`` for a model with :attr:`RL2Config.pair_inputs` on these inputs, else ``None``;
+    a ``ValueError`` when a space is not ``Discrete``."""
+    if not config.pair_inputs:
+        return None
+    if not (inputs.obs_discrete and inputs.act_discrete):
+        raise ValueError(
+            "RL2Config.pair_inputs=True needs Discrete observation and action spaces, got "
+            f"{inputs.observation_space} and {inputs.action_space}"
+        )
+    return inputs.obs_dim, inputs.act_dim
 
 
 class RL2:

@@ -250,6 +250,14 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
     if ours.get("prev_obs") and not theirs.get("prev_obs"):
         obs_dim = agent.inputs.obs_dim
         _insert_zero_input_columns(weights, agent.inputs.input_dim - obs_dim, obs_dim)
+    if theirs.get("pair_inputs") and not ours.get("pair_inputs"):
+        raise ValueError(
+            f"cannot warm-start from {path}: its policy reads state-action pair inputs (pair_inputs), "
+            "this run's does not"
+        )
+    if ours.get("pair_inputs") and not theirs.get("pair_inputs"):  # after the row, before a clock
+        n_pair = agent.model.gru.input_size - agent.inputs.input_dim - (1 if ours.get("policy_time") else 0)
+        _insert_zero_input_columns(weights, agent.inputs.input_dim, n_pair)
     if ours.get("policy_time") and not theirs.get("policy_time"):
         _insert_zero_input_columns(weights, None, 1)
     if widen:

@@ -1292,3 +1292,81 @@ def test_progress_bar_counts_to_the_update_the_run_stops_at(tmp_path, monkeypatc
     agent = train(small_config(total_env_steps=200), tmp_path / "run", progress=True, max_updates=max_updates)
     assert agent.updates == (5 if max_updates is None else 2)
     assert totals == [agent.updates] * agent.updates
+
+
+# ------------------------------------------------------------------- state-action pair inputs
+def test_pair_inputs_file_the_previous_reward_under_its_state_action_pair() -> None:
+    agent = RL2(_mdp_config(prev_obs=True, pair_inputs=True, policy_time=True))
+    assert agent.model.input_dim == 13 and agent.model.gru.input_size == 13 + 2 * 4 * 3 + 1
+    batch = _collect_eight_trials(agent, "local")
+    x = batch.inputs.numpy()
+    features = agent.model.pair_features(batch.inputs).numpy()
+    assert features.shape == (8, x.shape[1], 24)
+    for b in range(8):
+        for t in range(x.shape[1]):
+            expected = np.zeros((2, 4, 3))
+            if t > 0:  # the row's previous state and action are the last step's
+                s, a = int(batch.inputs[b, t - 1, :4].argmax()), int(batch.actions[b, t - 1])
+                expected[0, s, a], expected[1, s, a] = 1.0, float(batch.rewards[b, t - 1])
+                assert x[b, t, 4 + 3] == np.float32(batch.rewards[b, t - 1])
+            np.testing.assert_allclose(features[b, t], expected.reshape(-1), rtol=0, atol=1e-6)
+    # the GRU reads them between the row and the clock
+    seen = []
+    hook = agent.model.gru.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+    with torch.no_grad():
+        agent.model(batch.inputs)
+    hook.remove()
+    torch.testing.assert_close(seen[0][..., :13], batch.inputs, rtol=0, atol=0)
+    torch.testing.assert_close(seen[0][..., 13:37], torch.from_numpy(features), rtol=0, atol=0)
+    torch.testing.assert_close(seen[0][0, :, 37], 1 - torch.arange(x.shape[1]) / agent.max_trial_steps)
+
+
+@pytest.mark.parametrize("sampler", ["local", "local-per-task"])
+def test_pair_inputs_log_probs_recorded_while_acting_match_the_update_pass(sampler: str) -> None:
+    agent = RL2(_mdp_config(prev_obs=True, pair_inputs=True, sampler=sampler))
+    _check_recorded_against_update_pass(agent, _collect_eight_trials(agent, sampler))
+
+
+@pytest.mark.parametrize("prev_obs", [False, True])
+def test_pair_inputs_warm_start_from_a_run_without_them_with_the_same_policy(
+    tmp_path, prev_obs: bool
+) -> None:
+    source = train(_mdp_config(separate_value=True, policy_time=True, prev_obs=prev_obs), tmp_path / "src",
+                   progress=False, max_updates=1)  # fmt: skip
+    warm = train(_mdp_config(separate_value=True, policy_time=True, prev_obs=True, pair_inputs=True),
+                 tmp_path / "warm", progress=False, max_updates=0, init_from=tmp_path / "src")  # fmt: skip
+    width = source.model.input_dim
+    src, ours = source.model.state_dict(), warm.model.state_dict()
+    for key in ("gru.weight_ih_l0", "v_gru.weight_ih_l0"):  # zero columns for the new entries
+        torch.testing.assert_close(ours[key][:, :width], src[key][:, :width], rtol=0, atol=0)
+        torch.testing.assert_close(ours[key][:, -1], src[key][:, -1], rtol=0, atol=0)  # the clock, last
+        assert not ours[key][:, width:-1].any()
+        assert ours[key].shape[1] == 13 + 24 + 1
+    x = torch.randn(3, 5, 13, generator=torch.Generator().manual_seed(1))
+    x[..., 4:7] = torch.eye(3)[torch.randint(0, 3, (3, 5), generator=torch.Generator().manual_seed(2))]
+    with torch.no_grad():
+        for a, b in zip(warm.model(x, t0=2), source.model(x[..., :width], t0=2), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    with pytest.raises(
+        ValueError, match=r"reads state-action pair inputs \(pair_inputs\), this run's does not"
+    ):
+        train(_mdp_config(separate_value=True, policy_time=True, prev_obs=True), tmp_path / "back",
+              progress=False, max_updates=0, init_from=tmp_path / "warm")  # fmt: skip
+
+
+def test_pair_inputs_are_checked(tmp_path) -> None:
+    with pytest.raises(ValueError, match="pair_inputs must be true or false, got 'yes'"):
+        _mdp_config(prev_obs=True, pair_inputs="yes")
+    with pytest.raises(ValueError, match=r"pair_inputs=True needs prev_obs=True"):
+        _mdp_config(pair_inputs=True)
+    with pytest.raises(
+        ValueError, match=r"pair_inputs=True needs Discrete observation and action spaces, got Box"
+    ):
+        nav = {"family": "Navigation2D-v0", "family_kwargs": {"split_sizes": SPLITS}, "episodes_per_trial": 2}
+        RL2(small_config(**nav, prev_obs=True, pair_inputs=True))
+    # a checkpoint of such a run loads with its inputs and meta-tests
+    train(_mdp_config(prev_obs=True, pair_inputs=True), tmp_path / "pair", progress=False, max_updates=1)
+    loaded = load_run(tmp_path / "pair")
+    assert loaded.config.pair_inputs and loaded.model.pair_dims == (4, 3)
+    assert evaluate(loaded.learner(), loaded.family, split="test", n_tasks=2, rounds=2, episodes_per_round=1,
+                    seed=0)  # fmt: skip
