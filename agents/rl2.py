@@ -193,6 +193,14 @@ class RL2Config:
     #: found the trained GRUs hold little of that (``benchmarks/rl2/README.md``). A warm start from
     #: a run without these entries gives them zero weights.
     pair_inputs: bool = False
+    #: Give the policy one output layer per observation (``False``: the RL² of Duan et al., one
+    #: linear head on the GRU state). ``Discrete`` observation and action spaces only: the logits
+    #: are ``W h + b + W_s h + b_s`` with ``s`` the current observation, and ``W_s, b_s`` start at
+    #: zero, so a warm start from a run without them begins with that run's policy. A linear head
+    #: cannot pick out of the GRU state what concerns the current state alone (which is what a
+    #: tabular MDP's actions depend on: which action paid what *here*); ``W_s`` can, for ``S`` times
+    #: the head's parameters. The value head is unchanged.
+    obs_head: bool = False
     #: The reward the PPO targets are computed from. ``"sampled"``: the reward received (the RL² of
     #: Duan et al.). ``"expected"``: the env's ``info["expected_reward"]``, the mean of that reward
     #: given the task, state and action (the pulled arm's ``p``, the MDP's ``mu[s, a]``). The policy
@@ -244,6 +252,7 @@ class RL2Config:
         check_bool(own, "value_task", self.value_task)
         check_bool(own, "prev_obs", self.prev_obs)
         check_bool(own, "pair_inputs", self.pair_inputs)
+        check_bool(own, "obs_head", self.obs_head)
         if self.pair_inputs and not self.prev_obs:
             raise ValueError(
                 "RL2Config.pair_inputs=True needs prev_obs=True (the pair is the previous observation "
@@ -378,6 +387,7 @@ class RL2ActorCritic(nn.Module):
         time_horizon: int | None = None,
         task_dim: int = 0,
         pair_dims: tuple[int, int] | None = None,
+        obs_head: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -442,6 +452,18 @@ class RL2ActorCritic(nn.Module):
         if self.aux is not None:
             nn.init.orthogonal_(self.aux.weight, gain=1.0, generator=generator)
             nn.init.zeros_(self.aux.bias)
+        #: With ``obs_head=S`` (:attr:`RL2Config.obs_head`): one more policy head per observation,
+        #: selected by the one-hot observation in the first ``S`` input entries (zero at first: no draws).
+        self.obs_head = obs_head
+        self.pi_obs = nn.Linear(hidden_size, obs_head * act_dim) if obs_head is not None else None
+        if self.pi_obs is not None:
+            if not (discrete and isinstance(obs_head, int) and 1 <= obs_head <= input_dim):
+                raise ValueError(
+                    f"obs_head must be the number of a discrete observation's values, with discrete "
+                    f"actions, got {obs_head!r} (discrete actions: {discrete})"
+                )
+            nn.init.zeros_(self.pi_obs.weight)
+            nn.init.zeros_(self.pi_obs.bias)
         #: With ``value_horizon``: the value's time-left head ``u`` (zero at first: no draws).
         self.value_horizon = value_horizon
         self.v_time = nn.Linear(hidden_size, 1) if value_horizon is not None else None
@@ -499,6 +521,7 @@ class RL2ActorCritic(nn.Module):
             raise ValueError(
                 f"RL² inputs have {x.shape[-1]} entries per step, the model expects {self.input_dim}"
             )
+        obs = x[..., : self.obs_head] if self.obs_head is not None else None
         if self.pair_dims is not None:
             x = torch.cat([x, self.pair_features(x)], dim=-1)
         if self.time_horizon is not None:
@@ -533,7 +556,11 @@ class RL2ActorCritic(nn.Module):
         if self.value_norm:
             mean, std = self.return_stats()
             values = values * std + mean
-        return self.pi(out), values, h, None if self.aux is None else self.aux(out)
+        params = self.pi(out)
+        if self.pi_obs is not None and obs is not None:  # the current observation's own head
+            per_obs = self.pi_obs(out).unflatten(-1, (int(self.obs_head or 0), params.shape[-1]))
+            params = params + (obs.unsqueeze(-1) * per_obs).sum(-2)
+        return params, values, h, None if self.aux is None else self.aux(out)
 
     def pair_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., 2 S A)`` entries :attr:`RL2Config.pair_inputs` adds to rows ``x``: the one-hot of
@@ -781,8 +808,22 @@ def build_model(
         time_horizon=int(max_trial_steps) if config.policy_time else None,
         task_dim=task_dim if config.value_task else 0,
         pair_dims=pair_dims(config, inputs),
+        obs_head=obs_head_size(config, inputs),
         generator=generator,
     )
+
+
+def obs_head_size(config: RL2Config, inputs: TrialInputs) -> int | None:
+    """``S`` for a model with :attr:`RL2Config.obs_head` on these inputs, else ``None``; a
+    ``ValueError`` when a space is not ``Discrete``."""
+    if not config.obs_head:
+        return None
+    if not (inputs.obs_discrete and inputs.act_discrete):
+        raise ValueError(
+            "RL2Config.obs_head=True needs Discrete observation and action spaces, got "
+            f"{inputs.observation_space} and {inputs.action_space}"
+        )
+    return inputs.obs_dim
 
 
 def pair_dims(config: RL2Config, inputs: TrialInputs) -> tuple[int, int] | None:

@@ -161,6 +161,7 @@ class TrialShardJob:
     time_horizon: int | None = None
     prev_obs: bool = False
     pair_dims: tuple[int, int] | None = None
+    obs_head: int | None = None
 
     def __call__(
         self, runner: ShardRunner, policy_state: PolicyState, tasks: tuple[Task, ...], task_offset: int,
@@ -172,7 +173,7 @@ class TrialShardJob:
             self.input_dim, self.act_dim, discrete=self.discrete, hidden_size=self.hidden_size,
             value_norm=self.value_norm, separate_value=self.separate_value,
             value_horizon=self.value_horizon, time_horizon=self.time_horizon, pair_dims=self.pair_dims,
-            generator=torch.Generator().manual_seed(0),
+            obs_head=self.obs_head, generator=torch.Generator().manual_seed(0),
         )  # fmt: skip
         model.load_state_dict(dict(policy_state))
         env = TrialVecEnv(
@@ -241,7 +242,7 @@ class TrialSampler:
         job = TrialShardJob(model.input_dim, model.pi.out_features, model.discrete,
                             model.hidden_size, self.episodes_per_trial, deterministic,
                             model.value_norm, model.separate_value, model.value_horizon,
-                            model.time_horizon, self.prev_obs, model.pair_dims)  # fmt: skip
+                            model.time_horizon, self.prev_obs, model.pair_dims, model.obs_head)  # fmt: skip
         # the workers only act: they need the policy and value network, not the auxiliary reward head
         # nor the task input of a privileged critic (whose values the learner recomputes)
         state = {

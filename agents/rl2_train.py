@@ -171,7 +171,7 @@ def _insert_zero_input_columns(weights: dict[str, torch.Tensor], at: int | None,
 
 
 #: Linear heads that read the (policy or value) GRU's hidden state, by state-dict prefix.
-_HIDDEN_READERS = ("pi.", "v.", "aux.", "v_time.")
+_HIDDEN_READERS = ("pi.", "pi_obs.", "v.", "aux.", "v_time.")
 
 
 def _widen(weights: dict[str, torch.Tensor], fresh: Mapping[str, torch.Tensor], old: int, new: int) -> None:
@@ -231,8 +231,13 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
         hint = " (hidden_size may only grow)" if differ == ["hidden_size"] else ""
         raise ValueError(f"cannot warm-start from {path}: its network differs ({detail}){hint}")
     # the auxiliary reward head and the value's time-left head are not part of the policy: a run may
-    # add them (they start as built) or drop them
-    optional = ("aux.", "v_time.")
+    # add them (they start as built) or drop them; a head per observation may be added (it starts at
+    # zero, so the policy is the source's) but not dropped
+    optional = ("aux.", "v_time.", "pi_obs.")
+    if theirs.get("obs_head") and not ours.get("obs_head"):
+        raise ValueError(
+            f"cannot warm-start from {path}: its policy has a head per observation (obs_head), this run's does not"
+        )
     weights = {k: v for k, v in state["model"].items() if not k.startswith(optional)}
     own = {k: v for k, v in agent.model.state_dict().items() if k.startswith(optional)}
     weights.update({k: state["model"].get(k, v) for k, v in own.items()})

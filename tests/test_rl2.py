@@ -1370,3 +1370,63 @@ def test_pair_inputs_are_checked(tmp_path) -> None:
     assert loaded.config.pair_inputs and loaded.model.pair_dims == (4, 3)
     assert evaluate(loaded.learner(), loaded.family, split="test", n_tasks=2, rounds=2, episodes_per_round=1,
                     seed=0)  # fmt: skip
+
+
+# ------------------------------------------------------------------- a policy head per observation
+def test_obs_head_adds_the_current_observation_s_own_head_to_the_logits(tmp_path) -> None:
+    agent = RL2(_mdp_config(obs_head=True, hidden_size=8))
+    model = agent.model
+    assert model.pi_obs is not None and model.pi_obs.weight.shape == (4 * 3, 8)
+    x = torch.zeros(2, 3, model.input_dim)
+    x[0, :, 1] = 1.0  # trial 0 in state 1, trial 1 in state 3
+    x[1, :, 3] = 1.0
+    x[..., 4:] = torch.randn(2, 3, model.input_dim - 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        base, _, _ = model(x)  # the head starts at zero: the logits are the shared head's
+        torch.testing.assert_close(base, model.pi(model.gru(x)[0]), rtol=0, atol=0)
+        model.pi_obs.weight.normal_(generator=torch.Generator().manual_seed(1))
+        model.pi_obs.bias.normal_(generator=torch.Generator().manual_seed(2))
+        logits, _, _ = model(x)
+        out = model.gru(x)[0]
+        w, b = model.pi_obs.weight.view(4, 3, 8), model.pi_obs.bias.view(4, 3)
+        for trial, s in ((0, 1), (1, 3)):
+            expected = base[trial] + out[trial] @ w[s].T + b[s]
+            torch.testing.assert_close(logits[trial], expected, rtol=1e-6, atol=1e-6)
+    for sampler in ("local", "local-per-task"):  # acting and the update pass agree
+        agent = RL2(_mdp_config(obs_head=True, prev_obs=True, pair_inputs=True, sampler=sampler))
+        with torch.no_grad():
+            agent.model.pi_obs.weight.normal_(generator=torch.Generator().manual_seed(1))
+        _check_recorded_against_update_pass(agent, _collect_eight_trials(agent, sampler))
+
+
+def test_obs_head_warm_starts_from_a_run_without_it_and_grows_with_the_network(tmp_path) -> None:
+    source = train(_mdp_config(hidden_size=8), tmp_path / "src", progress=False, max_updates=1)
+    warm = train(_mdp_config(hidden_size=8, obs_head=True), tmp_path / "warm", progress=False, max_updates=1,
+                 init_from=tmp_path / "src")  # fmt: skip
+    x = torch.zeros(3, 5, 9)
+    x[..., :4] = torch.eye(4)[torch.randint(0, 4, (3, 5), generator=torch.Generator().manual_seed(0))]
+    fresh = train(_mdp_config(hidden_size=8, obs_head=True), tmp_path / "warm0", progress=False, max_updates=0,
+                  init_from=tmp_path / "src")  # fmt: skip
+    with torch.no_grad():
+        for a, b in zip(fresh.model(x), source.model(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert warm.model.pi_obs is not None and warm.model.pi_obs.weight.abs().sum() > 0  # it learns
+    grown = train(_mdp_config(hidden_size=16, obs_head=True), tmp_path / "grown", progress=False, max_updates=0,
+                  init_from=tmp_path / "warm")  # fmt: skip
+    with torch.no_grad():
+        torch.testing.assert_close(grown.model(x)[0], warm.model(x)[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"has a head per observation \(obs_head\), this run's does not"):
+        train(
+            _mdp_config(hidden_size=8),
+            tmp_path / "back",
+            progress=False,
+            max_updates=0,
+            init_from=tmp_path / "warm",
+        )
+    with pytest.raises(ValueError, match="obs_head must be true or false, got 2"):
+        _mdp_config(obs_head=2)
+    with pytest.raises(
+        ValueError, match=r"obs_head=True needs Discrete observation and action spaces, got Box"
+    ):
+        nav = {"family": "Navigation2D-v0", "family_kwargs": {"split_sizes": SPLITS}, "episodes_per_trial": 2}
+        RL2(small_config(**nav, obs_head=True))
