@@ -188,10 +188,12 @@ class RL2Config:
     #: (the same three entries, multiplied), but the GRU's input layer is linear, so without them a
     #: reward reaches a per-pair memory only through gates that must learn to combine ``s`` and
     #: ``a``. On the tabular MDP a known task's best policy gains little from planning over
-    #: transitions (21.8 per episode against 21.6 for acting on the true mean rewards alone), so
-    #: what a policy must remember is which action paid what in each state; session 14's readout
-    #: found the trained GRUs hold little of that (``benchmarks/rl2/README.md``). A warm start from
-    #: a run without these entries gives them zero weights.
+    #: transitions (21.9 per episode against 21.7 for acting on the true mean rewards alone, on the
+    #: test tasks: ``benchmarks/rl2/known_mdp_values.py``), so what a policy must remember is which
+    #: action paid what in each state; session 14's readout found the trained GRUs hold little of
+    #: that (``benchmarks/rl2/README.md``). With :attr:`obs_head` they made the MDP policies learn
+    #: several times faster (session 34); alone they did not. A warm start from a run without these
+    #: entries gives them zero weights.
     pair_inputs: bool = False
     #: Give the policy one output layer per observation (``False``: the RL² of Duan et al., one
     #: linear head on the GRU state). ``Discrete`` observation and action spaces only: the logits
@@ -199,7 +201,8 @@ class RL2Config:
     #: zero, so a warm start from a run without them begins with that run's policy. A linear head
     #: cannot pick out of the GRU state what concerns the current state alone (which is what a
     #: tabular MDP's actions depend on: which action paid what *here*); ``W_s`` can, for ``S`` times
-    #: the head's parameters. The value head is unchanged.
+    #: the head's parameters. The value head is unchanged. Alone it did not change how fast the MDP
+    #: policies learn; with :attr:`pair_inputs` it did (session 34, ``benchmarks/rl2/README.md``).
     obs_head: bool = False
     #: The reward the PPO targets are computed from. ``"sampled"``: the reward received (the RL² of
     #: Duan et al.). ``"expected"``: the env's ``info["expected_reward"]``, the mean of that reward
