@@ -810,33 +810,18 @@ def build_model(
         value_horizon=int(max_trial_steps) if config.value_time else None,
         time_horizon=int(max_trial_steps) if config.policy_time else None,
         task_dim=task_dim if config.value_task else 0,
-        pair_dims=pair_dims(config, inputs),
-        obs_head=obs_head_size(config, inputs),
+        pair_dims=_discrete_sizes("pair_inputs", inputs) if config.pair_inputs else None,
+        obs_head=_discrete_sizes("obs_head", inputs)[0] if config.obs_head else None,
         generator=generator,
     )
 
 
-def obs_head_size(config: RL2Config, inputs: TrialInputs) -> int | None:
-    """``S`` for a model with :attr:`RL2Config.obs_head` on these inputs, else ``None``; a
-    ``ValueError`` when a space is not ``Discrete``."""
-    if not config.obs_head:
-        return None
+def _discrete_sizes(option: str, inputs: TrialInputs) -> tuple[int, int]:
+    """``(S, A)``, the sizes of ``inputs``' discrete observation and action, for the config option
+    ``option`` that needs them; a ``ValueError`` naming it when a space is not ``Discrete``."""
     if not (inputs.obs_discrete and inputs.act_discrete):
         raise ValueError(
-            "RL2Config.obs_head=True needs Discrete observation and action spaces, got "
-            f"{inputs.observation_space} and {inputs.action_space}"
-        )
-    return inputs.obs_dim
-
-
-def pair_dims(config: RL2Config, inputs: TrialInputs) -> tuple[int, int] | None:
-    """``(S, A)`` for a model with :attr:`RL2Config.pair_inputs` on these inputs, else ``None``;
-    a ``ValueError`` when a space is not ``Discrete``."""
-    if not config.pair_inputs:
-        return None
-    if not (inputs.obs_discrete and inputs.act_discrete):
-        raise ValueError(
-            "RL2Config.pair_inputs=True needs Discrete observation and action spaces, got "
+            f"RL2Config.{option}=True needs Discrete observation and action spaces, got "
             f"{inputs.observation_space} and {inputs.action_space}"
         )
     return inputs.obs_dim, inputs.act_dim
