@@ -1394,6 +1394,7 @@ def test_obs_head_adds_the_current_observation_s_own_head_to_the_logits(tmp_path
             torch.testing.assert_close(logits[trial], expected, rtol=1e-6, atol=1e-6)
     for sampler in ("local", "local-per-task"):  # acting and the update pass agree
         agent = RL2(_mdp_config(obs_head=True, prev_obs=True, pair_inputs=True, sampler=sampler))
+        assert agent.model.pi_obs is not None
         with torch.no_grad():
             agent.model.pi_obs.weight.normal_(generator=torch.Generator().manual_seed(1))
         _check_recorded_against_update_pass(agent, _collect_eight_trials(agent, sampler))
