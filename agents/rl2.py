@@ -561,7 +561,7 @@ class RL2ActorCritic(nn.Module):
             values = values * std + mean
         params = self.pi(out)
         if self.pi_obs is not None and obs is not None:  # the current observation's own head
-            per_obs = self.pi_obs(out).unflatten(-1, (int(self.obs_head or 0), params.shape[-1]))
+            per_obs = self.pi_obs(out).unflatten(-1, (obs.shape[-1], params.shape[-1]))
             params = params + (obs.unsqueeze(-1) * per_obs).sum(-2)
         return params, values, h, None if self.aux is None else self.aux(out)
 

@@ -170,6 +170,15 @@ def _insert_zero_input_columns(weights: dict[str, torch.Tensor], at: int | None,
             weights[key] = torch.cat([w[:, :cut], w.new_zeros(w.shape[0], count), w[:, cut:]], dim=1)
 
 
+#: Config options that add to the policy's inputs or heads, and what a source run with them does:
+#: a warm start may add them (with zero weights, keeping the source's policy) but not drop them.
+_POLICY_ADDITIONS = (
+    ("policy_time", "reads a clock"),
+    ("prev_obs", "reads the previous observation"),
+    ("pair_inputs", "reads state-action pair inputs"),
+    ("obs_head", "has a head per observation"),
+)
+
 #: Linear heads that read the (policy or value) GRU's hidden state, by state-dict prefix.
 _HIDDEN_READERS = ("pi.", "pi_obs.", "v.", "aux.", "v_time.")
 
@@ -234,33 +243,20 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
     # add them (they start as built) or drop them; a head per observation may be added (it starts at
     # zero, so the policy is the source's) but not dropped
     optional = ("aux.", "v_time.", "pi_obs.")
-    if theirs.get("obs_head") and not ours.get("obs_head"):
-        raise ValueError(
-            f"cannot warm-start from {path}: its policy has a head per observation (obs_head), this run's does not"
-        )
+    for option, what in _POLICY_ADDITIONS:  # what the source's policy reads or has must stay
+        if theirs.get(option) and not ours.get(option):
+            raise ValueError(
+                f"cannot warm-start from {path}: its policy {what} ({option}), this run's does not"
+            )
     weights = {k: v for k, v in state["model"].items() if not k.startswith(optional)}
     own = {k: v for k, v in agent.model.state_dict().items() if k.startswith(optional)}
     weights.update({k: state["model"].get(k, v) for k, v in own.items()})
-    if theirs.get("policy_time") and not ours.get("policy_time"):
-        raise ValueError(
-            f"cannot warm-start from {path}: its policy reads a clock (policy_time), this run's does not"
-        )
-    if theirs.get("prev_obs") and not ours.get("prev_obs"):
-        raise ValueError(
-            f"cannot warm-start from {path}: its policy reads the previous observation (prev_obs), "
-            "this run's does not"
-        )
     # new inputs get zero weights, which leave the source's policy and values as they were: the
-    # previous observation after the source's entries (and before a clock), the clock last
+    # previous observation after the source's entries, then the pair inputs, the clock last
     if ours.get("prev_obs") and not theirs.get("prev_obs"):
         obs_dim = agent.inputs.obs_dim
         _insert_zero_input_columns(weights, agent.inputs.input_dim - obs_dim, obs_dim)
-    if theirs.get("pair_inputs") and not ours.get("pair_inputs"):
-        raise ValueError(
-            f"cannot warm-start from {path}: its policy reads state-action pair inputs (pair_inputs), "
-            "this run's does not"
-        )
-    if ours.get("pair_inputs") and not theirs.get("pair_inputs"):  # after the row, before a clock
+    if ours.get("pair_inputs") and not theirs.get("pair_inputs"):
         n_pair = agent.model.gru.input_size - agent.inputs.input_dim - (1 if ours.get("policy_time") else 0)
         _insert_zero_input_columns(weights, agent.inputs.input_dim, n_pair)
     if ours.get("policy_time") and not theirs.get("policy_time"):
