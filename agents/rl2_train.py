@@ -256,9 +256,9 @@ def warm_start(agent: RL2, source: str | os.PathLike[str]) -> None:
     if ours.get("prev_obs") and not theirs.get("prev_obs"):
         obs_dim = agent.inputs.obs_dim
         _insert_zero_input_columns(weights, agent.inputs.input_dim - obs_dim, obs_dim)
-    if ours.get("pair_inputs") and not theirs.get("pair_inputs"):
-        n_pair = agent.model.gru.input_size - agent.inputs.input_dim - (1 if ours.get("policy_time") else 0)
-        _insert_zero_input_columns(weights, agent.inputs.input_dim, n_pair)
+    if agent.model.pair_dims is not None and not theirs.get("pair_inputs"):
+        n_states, n_actions = agent.model.pair_dims
+        _insert_zero_input_columns(weights, agent.inputs.input_dim, 2 * n_states * n_actions)
     if ours.get("policy_time") and not theirs.get("policy_time"):
         _insert_zero_input_columns(weights, None, 1)
     if widen:
